@@ -1,0 +1,110 @@
+"""The one place that reads and writes the harness's JSON: schema validation and atomic writes.
+
+Every JSON the harness reads (manifests, label maps, taxonomy, results to resume) or writes
+(results, reports) goes through here, so that no document escapes its schema, no NaN/Infinity
+reaches a file (strict JSON consumers such as Grand-Challenge's leaderboard reject them), and a
+crash mid-write never leaves a truncated file behind.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+
+from harness.errors import SchemaError
+
+
+@functools.cache
+def load_schema(name: str) -> dict[str, Any]:
+    """Load a schema shipped in `harness/schemas/` (e.g. "results")."""
+    text = resources.files("harness.schemas").joinpath(f"{name}.schema.json").read_text()
+    schema = json.loads(text)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return schema
+
+
+def validate(document: Any, schema_name: str, *, where: str) -> None:
+    """Validate against a shipped schema; the error names `where` (a file or a description) and the JSON path."""
+    validator = jsonschema.Draft202012Validator(load_schema(schema_name))
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        path = "/".join(str(p) for p in first.absolute_path) or "(top level)"
+        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+        raise SchemaError(f"{where}: invalid {schema_name} document at '{path}': {first.message}{more}")
+
+
+def read_json(path: Path, schema_name: str | None = None) -> Any:
+    """Read a JSON file, refusing NaN/Infinity, and validate it when a schema is named."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SchemaError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        document = json.loads(text, parse_constant=_refuse_constant)
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise SchemaError(f"{path}: not valid JSON: {exc}") from exc
+    if schema_name is not None:
+        validate(document, schema_name, where=str(path))
+    return document
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name} (NaN/Infinity are not allowed)")
+
+
+def to_plain(value: Any) -> Any:
+    """Turn numpy scalars/arrays and tuples into plain JSON types; NaN/Inf become None."""
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_plain(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return value
+
+
+def write_json_atomic(path: Path, document: Any, schema_name: str | None = None) -> None:
+    """Validate (when a schema is named), then write via a temporary file and rename.
+
+    The rename is atomic on POSIX: readers see the old or the new file, never half of one.
+    """
+    path = Path(path)
+    document = to_plain(document)
+    if schema_name is not None:
+        validate(document, schema_name, where=str(path))
+    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+    write_text_atomic(path, text)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text through a temporary file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
