@@ -1,0 +1,114 @@
+"""Reading label and intensity images, and the geometry facts the harness needs from them.
+
+SimpleITK reports size/spacing/origin in (x, y, z) order while `GetArrayFromImage` returns arrays in
+(z, y, x) order: the classic spacing-order bug. Everything here converts explicitly and says which
+order a value is in (`*_xyz` vs `*_array`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from harness.errors import CaseFailed
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".tif", ".tiff")
+
+
+def image_suffix(path: Path | str) -> str | None:
+    name = str(path).lower()
+    for suffix in IMAGE_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    return None
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Voxel grid of an image, in SimpleITK's (x, y, z) order."""
+
+    size_xyz: tuple[int, ...]
+    spacing_xyz: tuple[float, ...]
+    origin_xyz: tuple[float, ...]
+    direction: tuple[float, ...]  # row-major D, column i = physical direction of index axis i
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> "Geometry":
+        return cls(size_xyz=tuple(image.GetSize()), spacing_xyz=tuple(image.GetSpacing()),
+                   origin_xyz=tuple(image.GetOrigin()), direction=tuple(image.GetDirection()))
+
+    @property
+    def spacing_array(self) -> tuple[float, ...]:
+        """Spacing in numpy array axis order (z, y, x)."""
+        return tuple(reversed(self.spacing_xyz))
+
+    @property
+    def shape_array(self) -> tuple[int, ...]:
+        return tuple(reversed(self.size_xyz))
+
+    def si_array_axis(self) -> int:
+        """The array axis that runs along the patient's superior-inferior axis.
+
+        Decided from the direction cosines (the index axis whose direction has the largest component
+        along physical z, which is S-I in both LPS and RAS), never from the array index, so that a
+        coronal or oblique acquisition crops the esophagus along the right axis.
+        """
+        dim = len(self.size_xyz)
+        matrix = np.asarray(self.direction, dtype=float).reshape(dim, dim)
+        index_axis = int(np.argmax(np.abs(matrix[dim - 1, :])))
+        return dim - 1 - index_axis
+
+    def differences(self, other: "Geometry", *, spacing_rtol: float = 1e-4, origin_atol_mm: float = 1e-3,
+                    direction_atol: float = 1e-4) -> list[str]:
+        """Human-readable list of how `other` differs from this (the reference) grid."""
+        problems: list[str] = []
+        if other.size_xyz != self.size_xyz:
+            problems.append(f"size {other.size_xyz} != {self.size_xyz} (x,y,z)")
+            return problems
+        if not np.allclose(other.spacing_xyz, self.spacing_xyz, rtol=spacing_rtol, atol=0):
+            problems.append(f"spacing {_fmt(other.spacing_xyz)} != {_fmt(self.spacing_xyz)} mm (x,y,z)")
+        if not np.allclose(other.origin_xyz, self.origin_xyz, rtol=0, atol=origin_atol_mm):
+            problems.append(f"origin {_fmt(other.origin_xyz)} != {_fmt(self.origin_xyz)} mm")
+        if not np.allclose(other.direction, self.direction, rtol=0, atol=direction_atol):
+            problems.append(f"direction {_fmt(other.direction)} != {_fmt(self.direction)}")
+        return problems
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+
+
+def read_image(path: Path, *, case_id: str, role: str, kind: str) -> sitk.Image:
+    """Read an image; an unreadable file becomes CaseFailed(kind) naming the case, role and file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CaseFailed(kind.replace("unreadable", "missing"), f"case {case_id}: {role} {path} does not exist")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reader error"
+        raise CaseFailed(kind, f"case {case_id}: cannot read {role} {path}: {reason}") from exc
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise CaseFailed(kind, f"case {case_id}: {role} {path} has {image.GetNumberOfComponentsPerPixel()} "
+                               "components per voxel; a label image must have one")
+    if image.GetDimension() != 3:
+        raise CaseFailed(kind, f"case {case_id}: {role} {path} is {image.GetDimension()}-D; expected 3-D")
+    return image
+
+
+def label_array(image: sitk.Image) -> np.ndarray:
+    """The voxel array (z, y, x), as a view where SimpleITK allows it (no copy of large volumes)."""
+    return sitk.GetArrayViewFromImage(image)
+
+
+def write_image(array: np.ndarray, geometry: Geometry, path: Path) -> None:
+    """Write an array (z, y, x) with a given geometry; the format follows the suffix."""
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(geometry.spacing_xyz)
+    image.SetOrigin(geometry.origin_xyz)
+    image.SetDirection(geometry.direction)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(path), useCompression=True)
