@@ -1,0 +1,102 @@
+"""The `harness` command: parse flags, call the API, show progress. No logic lives here.
+
+Exit codes: 0 success, 1 the command ran but some case failed (or a validation check failed),
+2 usage or environment error (bad flags, no data root, no Docker engine, invalid manifest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from harness import __version__
+from harness.errors import HarnessError
+
+EXIT_OK, EXIT_FAILED_CASES, EXIT_USAGE = 0, 1, 2
+
+
+def _csv_list(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return items
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _add_scoring_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--empty-policy", choices=["aeval", "nnunet"], default="aeval",
+                        help="organ absent from both GT and prediction: 'aeval' scores Dice=NSD=1 (the benchmark's "
+                             "convention, default); 'nnunet' scores NaN (stored as null) and nan-means")
+    parser.add_argument("--metrics", type=_csv_list, default=["dice", "nsd", "hd95", "assd"],
+                        help="metrics to compute (default dice,nsd,hd95,assd)")
+
+
+def _add_common_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only errors and the final line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    score = sub.add_parser("score", help="score one prediction file against one ground-truth file")
+    score.add_argument("gt", type=Path, help="ground-truth label image (NIfTI, MHA, ...)")
+    score.add_argument("pred", type=Path, help="predicted label image on the same grid")
+    score.add_argument("--gt-label-map", default="a-eval", help="label map of GT: shipped name, JSON file or inline JSON")
+    score.add_argument("--pred-label-map", default="a-eval", help="label map of the prediction (default: benchmark ids)")
+    score.add_argument("--json", action="store_true", help="print the scores as JSON")
+    _add_scoring_flags(score)
+
+    evaluate = sub.add_parser("evaluate", help="score a folder of predictions against a test set")
+    evaluate.add_argument("--dataset", required=True, help="test set key, e.g. flare22 (see `harness data list`)")
+    evaluate.add_argument("--predictions", required=True, type=Path, help="folder with one <case_id>.nii.gz/.mha per case")
+    evaluate.add_argument("--pred-label-map", default="a-eval", help="label map of the predictions (default: benchmark ids)")
+    evaluate.add_argument("--benchmark", default=None, help="manifest set: a-eval (default), synthetic, or a folder")
+    evaluate.add_argument("--data-root", default=None, help="where the test data lies (else $AEVAL_DATA_ROOT)")
+    evaluate.add_argument("--out", required=True, type=Path, help="results JSON (resumed if it exists); CSVs beside it")
+    evaluate.add_argument("--workers", type=_positive_int, default=None, help="scoring processes (default: cores, max 4)")
+    evaluate.add_argument("--retry-failed", action="store_true", help="on resume, score failed cases again")
+    _add_scoring_flags(evaluate)
+    _add_common_flags(evaluate)
+
+    data = sub.add_parser("data", help="test data: synthesize the embedded benchmark, list test sets")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    synth = data_sub.add_parser("synth", help="generate the embedded synthetic benchmark (no download)")
+    synth.add_argument("--out", required=True, type=Path, help="data root to write")
+    synth.add_argument("--datasets", type=_csv_list, default=None, help="only these test sets")
+    synth.add_argument("--force", action="store_true", help="regenerate cases that already exist")
+    _add_common_flags(synth)
+    listing = data_sub.add_parser("list", help="list the test sets of a benchmark")
+    listing.add_argument("--benchmark", default=None)
+
+    maps = sub.add_parser("label-maps", help="list shipped label maps, or show how one maps to benchmark organs")
+    maps.add_argument("name", nargs="?", help="a shipped name, JSON file or inline JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from harness import commands
+
+        return getattr(commands, f"cmd_{args.command.replace('-', '_')}")(args)
+    except HarnessError as error:
+        print(f"harness: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("harness: interrupted; finished cases are saved, rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

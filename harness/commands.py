@@ -1,0 +1,138 @@
+"""What each CLI command does, on top of the library modules; cli.py only parses."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+
+def _settings(args: argparse.Namespace):
+    from metrics import EmptyPolicy
+
+    from harness.results import METRIC_NAMES
+    from harness.scoring import ScoreSettings
+
+    unknown = [m for m in args.metrics if m not in METRIC_NAMES]
+    if unknown:
+        raise HarnessError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRIC_NAMES)}")
+    ordered = tuple(m for m in METRIC_NAMES if m in args.metrics)
+    return ScoreSettings(empty_policy=EmptyPolicy(args.empty_policy), metrics=ordered)
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(text)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from harness.labelmap import build_mapping, resolve_label_map
+    from harness.scoring import CaseJob, score_files
+    from harness.summary import case_table
+
+    job = CaseJob(case_id=args.pred.name, gt_path=args.gt, pred_path=args.pred,
+                  gt_mapping=build_mapping(resolve_label_map(args.gt_label_map)),
+                  pred_mapping=build_mapping(resolve_label_map(args.pred_label_map)), settings=_settings(args))
+    record = score_files(job)
+    if args.json:
+        print(json.dumps({"status": record["status"], "error": record["error"], "error_kind": record["error_kind"],
+                          "empty_policy": args.empty_policy, "organs": record["metrics"]}, indent=2, allow_nan=False))
+    elif record["status"] == "ok":
+        print(case_table(record["metrics"]))
+    if record["status"] != "ok":
+        print(f"harness: case failed: {record['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from harness.evaluate import evaluate_folder
+    from harness.labelmap import build_mapping, resolve_label_map
+    from harness.manifest import load_benchmark, resolve_data_root
+    from harness.results import ResultsStore
+    from harness.scoring_pool import default_workers
+    from harness.summary import results_table
+    from harness.taxonomy import load_taxonomy
+
+    benchmark = args.benchmark or _default_benchmark()
+    manifests = load_benchmark(benchmark)
+    manifest = next((m for m in manifests if m.key == args.dataset), None)
+    if manifest is None:
+        raise HarnessError(f"unknown test set '{args.dataset}' in benchmark {benchmark} "
+                           f"(available: {', '.join(m.key for m in manifests)})")
+    manifest.check_complete()
+    if not args.predictions.is_dir():
+        raise HarnessError(f"predictions folder {args.predictions} does not exist")
+    data_root = resolve_data_root(args.data_root)
+    settings = _settings(args)
+    pred_mapping = build_mapping(resolve_label_map(args.pred_label_map))
+    store = ResultsStore.open(args.out, benchmark=benchmark, settings=settings.to_document(),
+                              organs=list(load_taxonomy().organ_names), manifests=manifests,
+                              submission={"name": str(args.predictions), "label_map": pred_mapping.label_map.name})
+    bar = tqdm(total=len(manifest.cases), desc=manifest.key, disable=args.no_progress or args.quiet, unit="case",
+               initial=len(store.finished(manifest.key, include_failed=not args.retry_failed)))
+    document = evaluate_folder(manifest=manifest, predictions=args.predictions, pred_mapping=pred_mapping,
+                               data_root=data_root, store=store, settings=settings,
+                               workers=args.workers or default_workers(), retry_failed=args.retry_failed,
+                               progress=lambda done, total: bar.update(1))
+    bar.close()
+    _say(args, results_table(document))
+    failed = document["datasets"][manifest.key]["n_failed"]
+    print(f"{manifest.key}: {document['datasets'][manifest.key]['n_cases']} cases, {failed} failed; "
+          f"results in {args.out}")
+    return 1 if failed else 0
+
+
+def _default_benchmark() -> str:
+    import os
+
+    from harness.manifest import BENCHMARK_ENV, DEFAULT_BENCHMARK
+
+    return os.environ.get(BENCHMARK_ENV) or DEFAULT_BENCHMARK
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    if args.data_command == "synth":
+        from tqdm import tqdm
+
+        from harness.data.synth import synthesize
+        from harness.manifest import load_benchmark
+
+        total = sum(len(m.cases) for m in load_benchmark("synthetic", keys=args.datasets))
+        bar = tqdm(total=total, desc="synthesizing", unit="case", disable=args.no_progress or args.quiet)
+        written = synthesize(args.out, keys=args.datasets, force=args.force, progress=lambda k, c: bar.update(1))
+        bar.close()
+        print(f"synthetic benchmark in {args.out}: {len(written) // 2} cases written, "
+              f"{total - len(written) // 2} already there")
+        return 0
+    if args.data_command == "list":
+        from harness.manifest import load_benchmark
+
+        benchmark = args.benchmark or _default_benchmark()
+        for m in load_benchmark(benchmark):
+            print(f"{m.key:<12} {m.modality}  {m.dataset:<22} {len(m.cases):>3}/{m.expected_case_count:<3} cases  "
+                  f"GT labels: {m.gt_label_map}")
+        return 0
+    raise HarnessError(f"unknown data command {args.data_command}")
+
+
+def cmd_label_maps(args: argparse.Namespace) -> int:
+    from harness.labelmap import build_mapping, resolve_label_map, shipped_label_map_names
+    from harness.taxonomy import load_taxonomy
+
+    if not args.name:
+        for name in shipped_label_map_names():
+            print(name)
+        return 0
+    mapping = build_mapping(resolve_label_map(args.name))
+    names = {o.id: o.name for o in load_taxonomy().organs}
+    for native, benchmark in sorted(mapping.native_to_benchmark.items()):
+        print(f"{native:>4} {mapping.label_map.labels[native]:<28} -> {benchmark:>2} {names[benchmark]}")
+    for note in mapping.notes():
+        print(note)
+    return 0

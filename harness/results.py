@@ -1,0 +1,208 @@
+"""Per-case records, aggregation as in the paper's tables, and the results file (atomic, resumable).
+
+Aggregation (BENCHMARK.md section 4): organ mean over cases -> dataset score = mean of its organ
+means -> "CT"/"MR"/"All" = mean of the dataset scores present. A failed case scores 0 for every
+organ (flagged), so it can never improve a mean. Undefined values (nnU-Net's NaN convention) are
+stored as null with a flag and left out of means (nan-mean), never written as NaN.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from harness import __version__
+from harness.errors import HarnessError
+from harness.jsonio import read_json, to_plain, write_json_atomic, write_text_atomic
+from harness.manifest import Manifest
+
+METRIC_NAMES = ("dice", "nsd", "hd95", "assd")
+RANKED_METRICS = ("dice", "nsd")
+
+
+def organ_flags(scores: dict[str, Any]) -> list[str]:
+    gt, pred = scores.get("gt_voxels"), scores.get("pred_voxels")
+    if gt == 0 and pred == 0:
+        return ["absent_in_both"]
+    if gt == 0:
+        return ["absent_in_ground_truth"]
+    if pred == 0:
+        return ["absent_in_prediction"]
+    return []
+
+
+def ok_record(case_id: str, organ_scores: dict[str, dict[str, Any]], *, runtime: dict | None = None,
+              flags: Iterable[str] = ()) -> dict:
+    metrics = {}
+    for organ, scores in organ_scores.items():
+        entry = {k: to_plain(v) for k, v in scores.items()}
+        entry["flags"] = organ_flags(scores) + [f"{m}_undefined" for m in METRIC_NAMES
+                                                if m in scores and to_plain(scores[m]) is None]
+        metrics[organ] = entry
+    return {"case_id": case_id, "status": "ok", "error": None, "error_kind": None, "flags": list(flags),
+            "metrics": metrics, "runtime": runtime}
+
+
+def failed_record(case_id: str, *, kind: str, message: str, organs: Iterable[str], metrics: Iterable[str],
+                  runtime: dict | None = None) -> dict:
+    """A failed case: every organ scores 0 on the overlap metrics, distances undefined, all flagged."""
+    per_organ = {}
+    for organ in organs:
+        entry: dict[str, Any] = {}
+        for name in metrics:
+            entry[name] = 0.0 if name in ("dice", "nsd") else None
+        entry["flags"] = ["case_failed"]
+        per_organ[organ] = entry
+    return {"case_id": case_id, "status": "failed", "error": message[:1024], "error_kind": kind,
+            "flags": ["case_failed"], "metrics": per_organ, "runtime": runtime}
+
+
+def _mean(values: Iterable[Any]) -> float | None:
+    defined = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return sum(defined) / len(defined) if defined else None
+
+
+def summarize_dataset(manifest: Manifest, cases: list[dict], *, organs: list[str], metrics: list[str]) -> dict:
+    order = {c.case_id: i for i, c in enumerate(manifest.cases)}
+    cases = sorted(cases, key=lambda c: (order.get(c["case_id"], len(order)), c["case_id"]))
+    organ_summary = {}
+    for organ in organs:
+        entry: dict[str, Any] = {}
+        for name in metrics:
+            entry[name] = _mean(c["metrics"].get(organ, {}).get(name) for c in cases)
+        entry.setdefault("dice", None)
+        entry.setdefault("nsd", None)
+        entry["n_defined"] = sum(1 for c in cases if c["metrics"].get(organ, {}).get("dice") is not None)
+        organ_summary[organ] = entry
+    return {
+        "dataset": manifest.dataset, "modality": manifest.modality,
+        "expected_case_count": manifest.expected_case_count, "n_cases": len(cases),
+        "n_failed": sum(1 for c in cases if c["status"] == "failed"),
+        "complete": len(cases) == manifest.expected_case_count and manifest.expected_case_count > 0,
+        "cases": cases, "organs": organ_summary,
+        "dice": _mean(o["dice"] for o in organ_summary.values()),
+        "nsd": _mean(o["nsd"] for o in organ_summary.values()),
+    }
+
+
+def aggregate(datasets: dict[str, dict]) -> dict:
+    groups = {"ct": [k for k, d in datasets.items() if d["modality"] == "CT"],
+              "mr": [k for k, d in datasets.items() if d["modality"] == "MR"],
+              "all": list(datasets)}
+    return {group: {"dice": _mean(datasets[k]["dice"] for k in keys), "nsd": _mean(datasets[k]["nsd"] for k in keys),
+                    "datasets": keys} for group, keys in groups.items()}
+
+
+@dataclass
+class ResultsStore:
+    """The results file of one run: cases accumulate, every write is validated and atomic.
+
+    A rerun pointed at the same file resumes: `finished(key)` tells which cases to skip. The
+    identity (benchmark, settings, submission image id) must match, so results of two different
+    images or policies are never mixed in one file.
+    """
+
+    path: Path
+    benchmark: str
+    settings: dict
+    organs: list[str]
+    submission: dict | None = None
+    manifests: dict[str, Manifest] = field(default_factory=dict)
+    cases: dict[str, dict[str, dict]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, path: Path, *, benchmark: str, settings: dict, organs: list[str], manifests: list[Manifest],
+             submission: dict | None = None, resume: bool = True) -> "ResultsStore":
+        store = cls(path=Path(path), benchmark=benchmark, settings=settings, organs=organs, submission=submission,
+                    manifests={m.key: m for m in manifests})
+        if resume and store.path.is_file():
+            store._load_previous()
+        return store
+
+    def _load_previous(self) -> None:
+        previous = read_json(self.path, "results")
+        mismatch = []
+        if previous["benchmark"] != self.benchmark:
+            mismatch.append(f"benchmark {previous['benchmark']!r} vs {self.benchmark!r}")
+        if previous["settings"] != self.settings:
+            mismatch.append(f"settings {previous['settings']} vs {self.settings}")
+        old_id = (previous.get("submission") or {}).get("image_id")
+        new_id = (self.submission or {}).get("image_id")
+        if old_id != new_id:
+            mismatch.append(f"image id {old_id} vs {new_id}")
+        if mismatch:
+            raise HarnessError(f"{self.path} holds results of another run ({'; '.join(mismatch)}): "
+                               "choose another --out, or delete the file to start over")
+        for key, dataset in previous["datasets"].items():
+            self.cases[key] = {c["case_id"]: c for c in dataset["cases"]}
+            if key not in self.manifests:
+                raise HarnessError(f"{self.path} holds test set {key}, which is not in this run's benchmark")
+        self.notes = list(previous.get("notes", []))
+
+    def finished(self, key: str, *, include_failed: bool = True) -> set[str]:
+        return {cid for cid, c in self.cases.get(key, {}).items() if include_failed or c["status"] == "ok"}
+
+    def add(self, key: str, record: dict, *, write: bool = True) -> None:
+        self.cases.setdefault(key, {})[record["case_id"]] = record
+        if write:
+            self.write()
+
+    def add_note(self, note: str) -> None:
+        if note not in self.notes:
+            self.notes.append(note)
+
+    def document(self) -> dict:
+        datasets = {}
+        for key, manifest in self.manifests.items():
+            if key in self.cases:
+                datasets[key] = summarize_dataset(manifest, list(self.cases[key].values()), organs=self.organs,
+                                                  metrics=self.settings["metrics"])
+        return {"schema_version": 1, "harness_version": __version__,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "benchmark": self.benchmark, "submission": self.submission, "settings": self.settings,
+                "notes": self.notes, "datasets": datasets, "aggregates": aggregate(datasets)}
+
+    def write(self) -> dict:
+        document = self.document()
+        write_json_atomic(self.path, document, "results")
+        write_text_atomic(self.path.with_suffix(".cases.csv"), cases_csv(document))
+        return document
+
+
+def cases_csv(document: dict) -> str:
+    """One row per (test set, case, organ): easy to load in pandas or a spreadsheet."""
+    buffer = io.StringIO()
+    metrics = document["settings"]["metrics"]
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["dataset", "modality", "case_id", "status", "error_kind", "organ", *metrics, "flags", "error"])
+    for key, dataset in document["datasets"].items():
+        for case in dataset["cases"]:
+            for organ, values in case["metrics"].items():
+                writer.writerow([key, dataset["modality"], case["case_id"], case["status"], case["error_kind"] or "",
+                                 organ, *["" if values.get(m) is None else f"{values[m]:.6g}" for m in metrics],
+                                 ";".join(values.get("flags", [])), case["error"] or ""])
+    return buffer.getvalue()
+
+
+def summary_csv(document: dict) -> str:
+    """Per test set and organ means, plus the CT/MR/All aggregates: the paper's table as CSV."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["dataset", "organ", "dice", "nsd"])
+    for key, dataset in document["datasets"].items():
+        for organ, values in dataset["organs"].items():
+            writer.writerow([key, organ, _fmt(values["dice"]), _fmt(values["nsd"])])
+        writer.writerow([key, "mean", _fmt(dataset["dice"]), _fmt(dataset["nsd"])])
+    for group, values in document["aggregates"].items():
+        writer.writerow([group, "mean", _fmt(values["dice"]), _fmt(values["nsd"])])
+    return buffer.getvalue()
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"

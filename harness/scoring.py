@@ -1,0 +1,68 @@
+"""Score one case: ground truth and prediction files in, a case record out.
+
+The glue between files and `metrics/`: read both images, check the prediction's grid, map both to
+benchmark ids, and call `metrics.score_case` with the spacing in array order and the
+superior-inferior axis decided from the ground truth's direction cosines. Any problem becomes a
+failed record (organs scored 0, flagged) instead of an exception, so a batch always goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from metrics import EmptyPolicy, score_case
+
+from harness.errors import CaseFailed
+from harness.imageio import Geometry, label_array, read_image
+from harness.labelmap import LabelMapping
+from harness.outputs import check_geometry, prediction_in_benchmark_ids, read_prediction
+from harness.results import METRIC_NAMES, failed_record, ok_record
+from harness.taxonomy import load_taxonomy
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    empty_policy: EmptyPolicy = EmptyPolicy.AEVAL
+    metrics: tuple[str, ...] = METRIC_NAMES
+
+    def to_document(self) -> dict:
+        return {"empty_policy": self.empty_policy.value, "metrics": list(self.metrics)}
+
+
+@dataclass(frozen=True)
+class CaseJob:
+    """Everything a worker process needs to score one case (picklable)."""
+
+    case_id: str
+    gt_path: Path
+    pred_path: Path | None
+    gt_mapping: LabelMapping
+    pred_mapping: LabelMapping
+    settings: ScoreSettings = field(default_factory=ScoreSettings)
+    runtime: dict | None = None
+    missing_reason: str | None = None
+
+
+def score_files(job: CaseJob) -> dict:
+    """A case record (status ok or failed); never raises for a problem with this one case."""
+    organs = list(load_taxonomy().organ_names)
+    try:
+        if job.pred_path is None:
+            raise CaseFailed("missing_prediction", job.missing_reason or f"case {job.case_id}: no prediction")
+        gt_image = read_image(job.gt_path, case_id=job.case_id, role="ground truth", kind="unreadable_ground_truth")
+        geometry = Geometry.of(gt_image)
+        gt = job.gt_mapping.apply(label_array(gt_image), case_id=job.case_id, source=f"ground truth {job.gt_path}")
+        prediction = read_prediction(job.pred_path, case_id=job.case_id)
+        check_geometry(prediction, geometry, case_id=job.case_id, path=job.pred_path)
+        pred = prediction_in_benchmark_ids(prediction, job.pred_mapping, case_id=job.case_id, path=job.pred_path)
+        scores = score_case(gt, pred, spacing_mm=geometry.spacing_array, organs=load_taxonomy().metric_specs(),
+                            si_axis=geometry.si_array_axis(), empty_policy=job.settings.empty_policy,
+                            metrics=job.settings.metrics)
+    except CaseFailed as failure:
+        return failed_record(job.case_id, kind=failure.kind, message=failure.message, organs=organs,
+                             metrics=job.settings.metrics, runtime=job.runtime)
+    except MemoryError:
+        return failed_record(job.case_id, kind="scoring_error", message=f"case {job.case_id}: out of memory while scoring",
+                             organs=organs, metrics=job.settings.metrics, runtime=job.runtime)
+    return ok_record(job.case_id, scores, runtime=job.runtime)
