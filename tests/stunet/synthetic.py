@@ -115,11 +115,16 @@ def ct_like_image(
     direction: tuple[float, ...] = (1, 0, 0, 0, 1, 0, 0, 0, 1),
     seed: int = 0,
 ) -> sitk.Image:
-    """A small int16 volume with a bright ellipsoid in noise, and non-trivial geometry."""
+    """A small int16 volume with a bright ellipsoid in noise, and non-trivial geometry.
+
+    The ellipsoid is off-centre along every axis, so a flipped or permuted result
+    does not overlap it.
+    """
     rng = np.random.default_rng(seed)
     nx, ny, nz = size_xyz
     z, y, x = np.meshgrid(np.linspace(-1, 1, nz), np.linspace(-1, 1, ny), np.linspace(-1, 1, nx), indexing="ij")
-    array = np.where(x**2 + (y / 0.8) ** 2 + (z / 0.6) ** 2 < 0.5, 300, -900).astype(np.int16)
+    inside = ((x - 0.35) / 0.55) ** 2 + ((y + 0.3) / 0.5) ** 2 + ((z - 0.25) / 0.6) ** 2 < 1
+    array = np.where(inside, 300, -900).astype(np.int16)
     array = array + rng.integers(-40, 40, size=array.shape, dtype=np.int16)
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(spacing_xyz)

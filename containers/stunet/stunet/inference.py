@@ -1,0 +1,158 @@
+"""One image in, one label image out, as the TotalSegmentator plan (nnU-Net v1, Task101) does it.
+
+Pipeline: canonical RAS voxel order -> 1.5 mm isotropic (trilinear) -> per-image
+z-score -> 128^3 sliding window, step 0.5, Gaussian weighting, optional mirror TTA,
+fp16 autocast on GPU -> logits streamed back to the input grid -> argmax -> the
+input's own voxel order and geometry (size, spacing, origin, direction).
+
+Memory stays bounded (no full-resolution 105-channel volume exists): see
+:mod:`stunet.sliding_window` and :mod:`stunet.resample`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from .errors import ConfigError, InputError
+from .model import PATCH_DIVISOR
+from .orientation import AxisTransform, to_ras
+from .resample import iter_label_slabs, resample_volume, resampled_shape
+from .sliding_window import TilePredictor, iter_logit_slabs
+
+NORMALIZATION_EPS = 1e-8
+
+
+@dataclass(frozen=True, kw_only=True)
+class InferenceSettings:
+    """How to run the network; the defaults are the TotalSegmentator plan's."""
+
+    target_spacing_mm: tuple[float, float, float] = (1.5, 1.5, 1.5)
+    patch_size: tuple[int, int, int] = (128, 128, 128)
+    step_fraction: float = 0.5
+    mirror_tta: bool = False
+    mixed_precision: bool = True
+    reorient_to_ras: bool = True
+    device: str | None = None
+    slab_depth: int = 8
+    out_chunk: int = 4
+    mirror_axes: tuple[int, ...] = field(default=(0, 1, 2))
+
+    def __post_init__(self) -> None:
+        if len(self.patch_size) != 3 or any(p % d for p, d in zip(self.patch_size, PATCH_DIVISOR)) or min(self.patch_size) < 1:
+            raise ConfigError(f"patch size {self.patch_size} must be 3 positive multiples of {PATCH_DIVISOR} (z, y, x)")
+        if not 0 < self.step_fraction <= 1:
+            raise ConfigError(f"step fraction must be in (0, 1], got {self.step_fraction}")
+        if len(self.target_spacing_mm) != 3 or min(self.target_spacing_mm) <= 0:
+            raise ConfigError(f"target spacing must be 3 positive numbers, got {self.target_spacing_mm}")
+        if self.slab_depth < 1 or self.out_chunk < 1:
+            raise ConfigError("slab_depth and out_chunk must be at least 1")
+        if not set(self.mirror_axes) <= {0, 1, 2}:
+            raise ConfigError(f"mirror axes must be among 0, 1, 2, got {self.mirror_axes}")
+
+    def resolve_device(self) -> torch.device:
+        """The requested device, else CUDA when present, else CPU."""
+        if self.device:
+            return torch.device(self.device)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def tile_predictor(
+    model: Callable[[torch.Tensor], torch.Tensor], *, device: torch.device, settings: InferenceSettings
+) -> TilePredictor:
+    """Wrap the network: autocast on CUDA, optional mirror TTA averaging logits, float32 out.
+
+    Mirror TTA is off by default: TotalSegmentator's models were trained without
+    mirroring because flips swap left and right organs.
+    """
+    autocast = settings.mixed_precision and device.type == "cuda"
+    flip_sets = [()]
+    if settings.mirror_tta:
+        axes = [a + 2 for a in settings.mirror_axes]
+        flip_sets = [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
+
+    def predict(tile: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros(())
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=autocast):
+            for dims in flip_sets:
+                x = torch.flip(tile, dims) if dims else tile
+                y = model(x).float()
+                y = torch.flip(y, dims) if dims else y
+                total = y if not total.ndim else total.add_(y)
+        return total / len(flip_sets) if len(flip_sets) > 1 else total
+
+    return predict
+
+
+def zscore_(volume: torch.Tensor) -> torch.Tensor:
+    """Per-image z-score over the whole volume, in place (the plan's scheme for every modality)."""
+    mean = volume.mean(dtype=torch.float64)
+    std = volume.std(correction=0) if volume.numel() > 1 else torch.zeros((), device=volume.device)
+    return volume.sub_(float(mean)).div_(float(std) + NORMALIZATION_EPS)
+
+
+def segment_array(
+    array: np.ndarray,
+    *,
+    spacing_mm: tuple[float, float, float],
+    predict: TilePredictor,
+    num_classes: int,
+    settings: InferenceSettings,
+    device: torch.device,
+) -> np.ndarray:
+    """Labels (``uint8``, same shape) of a ``(z, y, x)`` array with spacing in the same axis order."""
+    if array.ndim != 3:
+        raise InputError(f"expected a 3-D image, got an array of shape {array.shape}")
+    if num_classes > 256:
+        raise ConfigError(f"{num_classes} classes do not fit a uint8 label image")
+    volume = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(device)
+    work_shape = resampled_shape(shape=array.shape, spacing_mm=spacing_mm, target_spacing_mm=settings.target_spacing_mm)
+    volume = zscore_(resample_volume(volume, shape=work_shape).contiguous())
+    slabs = iter_logit_slabs(
+        volume,
+        predict,
+        num_classes=num_classes,
+        patch_size=settings.patch_size,
+        step_fraction=settings.step_fraction,
+        slab_depth=settings.slab_depth,
+    )
+    labels = np.zeros(array.shape, dtype=np.uint8)
+    for k0, chunk in iter_label_slabs(slabs, source_depth=work_shape[0], out_shape=array.shape, out_chunk=settings.out_chunk):
+        labels[k0 : k0 + chunk.shape[0]] = chunk.cpu().numpy()
+    return labels
+
+
+def segment_image(
+    image: sitk.Image,
+    *,
+    model: torch.nn.Module,
+    settings: InferenceSettings,
+) -> sitk.Image:
+    """The label image of ``image``: uint8, single channel, the input's exact geometry."""
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(
+            f"expected a 3-D single-channel image, got {image.GetDimension()}-D with "
+            f"{image.GetNumberOfComponentsPerPixel()} components"
+        )
+    device = settings.resolve_device()
+    model = model.to(device).eval()
+    transform = to_ras(image.GetDirection()) if settings.reorient_to_ras else AxisTransform(order=(0, 1, 2), flips=())
+    array = sitk.GetArrayViewFromImage(image)
+    spacing_zyx = tuple(float(s) for s in reversed(image.GetSpacing()))
+    with torch.inference_mode():
+        labels = segment_array(
+            transform.apply(array),
+            spacing_mm=transform.spacing(spacing_zyx),
+            predict=tile_predictor(model, device=device, settings=settings),
+            num_classes=model.config.num_classes,
+            settings=settings,
+            device=device,
+        )
+    out = sitk.GetImageFromArray(np.ascontiguousarray(transform.invert(labels)))
+    out.CopyInformation(image)
+    return out
