@@ -1,0 +1,7 @@
+"""``python -m stunet`` runs the container entry point."""
+
+import sys
+
+from .predict import main
+
+sys.exit(main())
