@@ -7,7 +7,7 @@ Exit codes: 0 success, 1 the command ran but some case failed (or a validation c
 from __future__ import annotations
 
 import argparse
-import json
+import signal
 import sys
 from pathlib import Path
 
@@ -69,6 +69,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scoring_flags(evaluate)
     _add_common_flags(evaluate)
 
+    run = sub.add_parser("run", help="run a participant image on the test sets in the sandbox, and score it")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", help="image reference in the local engine (never pulled), e.g. team/model:tag")
+    source.add_argument("--image-tar", type=Path, help="`docker save` output (gzip or not), loaded by image id")
+    run.add_argument("--out", required=True, type=Path, help="output folder: results.json, CSVs, predictions/, logs/")
+    run.add_argument("--benchmark", default=None, help="manifest set: a-eval (default), synthetic, or a folder")
+    run.add_argument("--data-root", default=None, help="where the test data lies (else $AEVAL_DATA_ROOT)")
+    run.add_argument("--datasets", type=_csv_list, default=None, help="only these test sets (default: all seven)")
+    run.add_argument("--cases", type=_positive_int, default=None, help="only the first N cases of each test set")
+    run.add_argument("--protocol", choices=["gc", "flare"], default=None,
+                     help="gc: one run per case, Grand-Challenge layout; flare: one run per test set (default: "
+                          "the image's org.a-eval.protocol label, else gc)")
+    run.add_argument("--label-map", default=None, help="label map of the image's output ids (default: its label)")
+    run.add_argument("--output-relative-path", default=None, help="Grand-Challenge output socket path")
+    run.add_argument("--model-dir", type=Path, default=None, help="mounted read-only at /opt/ml/model")
+    run.add_argument("--gpus", default=None, help="'all' or a count, as `docker run --gpus`")
+    run.add_argument("--memory", default="8g", help="memory limit, swap equal to it (default 8g)")
+    run.add_argument("--cpus", type=float, default=None, help="CPU limit (default: cores, at most 4)")
+    run.add_argument("--pids-limit", type=_positive_int, default=None, help="process limit (default 512)")
+    run.add_argument("--shm-size", default=None, help="/dev/shm size (default: half the memory limit)")
+    run.add_argument("--time-limit", default="3600", help="wall-clock limit per container run, e.g. 600, 10m")
+    run.add_argument("--output-limit", default="2g", help="cap on the total size of a run's outputs")
+    run.add_argument("--allow-root", action="store_true", help="run images whose user is root (Grand-Challenge refuses them)")
+    run.add_argument("--workers", type=_positive_int, default=None, help="scoring processes (default: cores, max 4)")
+    run.add_argument("--retry-failed", action="store_true", help="on resume, run failed cases again")
+    _add_scoring_flags(run)
+    _add_common_flags(run)
+
     data = sub.add_parser("data", help="test data: synthesize the embedded benchmark, list test sets")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     synth = data_sub.add_parser("synth", help="generate the embedded synthetic benchmark (no download)")
@@ -86,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         from harness import commands
 
@@ -96,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("harness: interrupted; finished cases are saved, rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+def _raise_interrupt(signum, frame) -> None:
+    """SIGTERM (docker stop, CI cancel) cleans up like Ctrl-C: containers and scratch folders go."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

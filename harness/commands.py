@@ -136,3 +136,52 @@ def cmd_label_maps(args: argparse.Namespace) -> int:
     for note in mapping.notes():
         print(note)
     return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from harness.manifest import resolve_data_root
+    from harness.runner.run import RunRequest, SubmissionRun
+    from harness.runner.sandbox import SandboxPolicy, parse_bytes, parse_duration
+    from harness.scoring_pool import default_workers
+    from harness.summary import results_table
+
+    policy = SandboxPolicy.create(
+        memory_bytes=parse_bytes(args.memory), cpus=args.cpus, pids_limit=args.pids_limit,
+        shm_bytes=parse_bytes(args.shm_size) if args.shm_size else None,
+        time_limit_s=parse_duration(args.time_limit), output_max_bytes=parse_bytes(args.output_limit),
+        gpus=args.gpus, allow_root=args.allow_root)
+    request = RunRequest(image=args.image, image_tar=args.image_tar, out_dir=args.out,
+                         data_root=resolve_data_root(args.data_root), benchmark=args.benchmark or _default_benchmark(),
+                         datasets=args.datasets, cases_limit=args.cases, protocol=args.protocol,
+                         label_map=args.label_map, output_relative_path=args.output_relative_path,
+                         model_dir=args.model_dir, policy=policy, settings=_settings(args),
+                         workers=args.workers or default_workers(), retry_failed=args.retry_failed)
+    bars: dict[str, tqdm] = {}
+
+    def progress(key: str, done: int, total: int) -> None:
+        if args.no_progress or args.quiet:
+            return
+        bar = bars.get(key)
+        if bar is None:
+            bar = bars[key] = tqdm(total=total, desc=f"{key:<12}", unit="case")
+        bar.n = done
+        bar.refresh()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    runner = SubmissionRun(request, progress=progress)
+    sub = runner.submission
+    _say(args, f"image {sub.image.reference} ({sub.image.image_id[:19]}), protocol {sub.protocol}, "
+               f"label map {sub.mapping.label_map.name}, output socket {sub.output_relative_path}")
+    try:
+        document = runner.execute()
+    finally:
+        for bar in bars.values():
+            bar.close()
+    _say(args, results_table(document, metric="dice"))
+    _say(args, results_table(document, metric="nsd"))
+    failed = sum(d["n_failed"] for d in document["datasets"].values())
+    total = sum(d["n_cases"] for d in document["datasets"].values())
+    print(f"{total} cases, {failed} failed; results in {args.out / 'results.json'}")
+    return 1 if failed else 0

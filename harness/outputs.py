@@ -43,3 +43,12 @@ def prediction_in_benchmark_ids(prediction: sitk.Image, mapping: LabelMapping, *
                          f"case {case_id}: prediction {path} has {prediction.GetPixelIDTypeAsString()} voxels; "
                          "a segmentation must hold integer label ids (uint8 preferred)")
     return mapping.apply(label_array(prediction), case_id=case_id, source=f"prediction {path}")
+
+
+def check_gc_pixel_type(prediction: sitk.Image, *, case_id: str, path: Path) -> None:
+    """Grand-Challenge rejects segmentations that are not single-channel uint8/int8: so do we."""
+    if prediction.GetPixelID() in (sitk.sitkUInt8, sitk.sitkInt8):
+        return
+    kind = "non_integer_labels" if prediction.GetPixelID() not in _INTEGER_PIXEL_TYPES else "unsupported_pixel_type"
+    raise CaseFailed(kind, f"case {case_id}: prediction {path.name} has {prediction.GetPixelIDTypeAsString()} voxels; "
+                           "a Grand-Challenge segmentation must be uint8 or int8 label ids")

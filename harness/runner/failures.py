@@ -1,0 +1,29 @@
+"""Turn a container's exit into the message a participant can act on (Grand-Challenge's wording)."""
+
+from __future__ import annotations
+
+from harness.errors import CaseFailed
+from harness.runner.engine import RunOutcome
+from harness.runner.sandbox import SandboxPolicy
+
+
+def last_stderr_line(outcome: RunOutcome) -> str:
+    for line in reversed(outcome.stderr_tail):
+        if line.strip():
+            return line.strip()[:500]
+    return "(no error output)"
+
+
+def classify(outcome: RunOutcome, policy: SandboxPolicy, *, subject: str) -> CaseFailed | None:
+    """None when the container exited 0 in time; else the CaseFailed to record for `subject`."""
+    peak = f"; peak memory {outcome.peak_memory_bytes / 1024**2:.0f} MiB" if outcome.peak_memory_bytes else ""
+    if outcome.timed_out:
+        return CaseFailed("time_limit", f"{subject}: Time limit exceeded ({policy.time_limit_s:.0f} s); "
+                                        "the container was killed")
+    if outcome.oom_killed or outcome.exit_code == 137:
+        return CaseFailed("memory_limit", f"{subject}: The container exceeded its memory limit of "
+                                          f"{policy.memory_bytes / 1024**2:.0f} MiB (exit code 137{peak})")
+    if outcome.exit_code != 0:
+        return CaseFailed("crash", f"{subject}: the container exited with code {outcome.exit_code}: "
+                                   f"{last_stderr_line(outcome)}")
+    return None

@@ -1,0 +1,75 @@
+"""GPU memory metering with NVML, sampled every 0.1 s as FLARE does (peak and area under the curve).
+
+Per container process where the driver lists processes (the container's pids come from its cgroup),
+device-wide (total - free, which counts other processes too) otherwise; the result says which.
+Without an NVIDIA driver or the `nvidia-ml-py` package this is simply absent (None).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+
+def nvml_available() -> bool:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return pynvml.nvmlDeviceGetCount() > 0
+    except Exception:  # no package, no driver, no device: all mean "no GPU metering"
+        return False
+
+
+class GpuSampler(threading.Thread):
+    def __init__(self, container, interval_s: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self._container = container
+        self._interval = interval_s
+        self._halt = threading.Event()
+        self.samples: list[tuple[float, int]] = []
+        self.scope = "device"
+
+    def _container_pids(self) -> set[int]:
+        for path in (Path(f"/sys/fs/cgroup/pids/docker/{self._container.id}/cgroup.procs"),
+                     Path(f"/sys/fs/cgroup/system.slice/docker-{self._container.id}.scope/cgroup.procs"),
+                     Path(f"/sys/fs/cgroup/docker/{self._container.id}/cgroup.procs")):
+            try:
+                return {int(x) for x in path.read_text().split()}
+            except OSError:
+                continue
+        return set()
+
+    def run(self) -> None:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        start = time.monotonic()
+        while not self._halt.is_set():
+            used = 0
+            pids = self._container_pids()
+            per_process = None
+            try:
+                per_process = sum(p.usedGpuMemory or 0 for h in handles
+                                  for p in pynvml.nvmlDeviceGetComputeRunningProcesses(h) if p.pid in pids)
+            except pynvml.NVMLError:
+                per_process = None
+            if per_process is not None and pids:
+                used, self.scope = per_process, "container processes"
+            else:
+                used = sum(pynvml.nvmlDeviceGetMemoryInfo(h).used for h in handles)
+                self.scope = "device-wide (total - free; counts other processes)"
+            self.samples.append((time.monotonic() - start, used))
+            self._halt.wait(self._interval)
+
+    def stop(self) -> dict | None:
+        self._halt.set()
+        self.join(timeout=2)
+        if not self.samples:
+            return None
+        peak = max(u for _, u in self.samples)
+        area = sum((t2 - t1) * u1 for (t1, u1), (t2, _) in zip(self.samples, self.samples[1:])) / 1024**2
+        return {"peak_memory_mib": round(peak / 1024**2, 1), "memory_area_mib_s": round(area, 1),
+                "interval_s": self._interval, "samples": len(self.samples), "scope": self.scope}
