@@ -1,0 +1,1 @@
+"""Per-organ segmentation metrics of the A-Eval benchmark (work in progress)."""
