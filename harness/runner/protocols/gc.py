@@ -58,7 +58,10 @@ def stage_case(*, image_path: Path, socket: InputSocket, scratch: Path) -> GcJob
     if image_path.name.lower().endswith(".mha"):
         shutil.copyfile(image_path, target)
     else:
-        sitk.WriteImage(sitk.ReadImage(str(image_path)), str(target), useCompression=False)
+        image = sitk.ReadImage(str(image_path))
+        for key in image.GetMetaDataKeys():  # NIfTI header fields MetaImage cannot hold (and would warn about)
+            image.EraseMetaData(key)
+        sitk.WriteImage(image, str(target), useCompression=False)
     (input_dir / "inputs.json").write_text(json.dumps(inputs_json(socket, image_uuid), indent=2))
     for path in [input_dir, *input_dir.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o444)
