@@ -69,48 +69,74 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 command -v dockerd >/dev/null 2>&1 || die "dockerd still not found after install"
 
-# --- 2. start dockerd ------------------------------------------------------
-if pgrep -x dockerd >/dev/null 2>&1; then
-    log "a dockerd process is already running; waiting for it to answer"
-else
-    args=()
-    # overlay2 where the kernel has overlayfs, unless a daemon.json already
-    # picks a storage driver (passing both makes dockerd refuse to start).
-    if ! grep -qs '"storage-driver"' /etc/docker/daemon.json; then
-        if grep -qw overlay /proc/filesystems || "${SUDO[@]}" modprobe overlay >/dev/null 2>&1; then
-            args+=(--storage-driver=overlay2)
-        else
-            log "overlayfs unavailable: letting dockerd pick its storage driver"
-        fi
-    fi
-    # shellcheck disable=SC2206  # word splitting of DOCKERD_ARGS is intended
-    args+=($DOCKERD_ARGS)
+# --- 2. start dockerd and 3. wait for it -----------------------------------
+LOG_FROM=1   # first line of $DOCKERD_LOG written by the dockerd we started
+new_log() { tail -n "+$LOG_FROM" "$DOCKERD_LOG" 2>/dev/null || true; }
+show_log() {
+    log "$1. Errors and last lines of $DOCKERD_LOG:"
+    {
+        new_log | grep -E 'level=(error|fatal)|failed to start' | tail -n 8
+        echo '---'
+        new_log | tail -n 25
+    } >&2 || true
+}
+
+start_dockerd() {  # args: dockerd arguments
     "${SUDO[@]}" mkdir -p "$(dirname "$DOCKERD_LOG")"
-    log "starting dockerd ${args[*]} (log: $DOCKERD_LOG)"
+    LOG_FROM=$(( $(wc -l < "$DOCKERD_LOG" 2>/dev/null || echo 0) + 1 ))
+    log "starting dockerd $* (log: $DOCKERD_LOG)"
     # cgroup v1 hosts without systemd may lack the cgroup mounts dockerd needs.
     if [ ! -e /sys/fs/cgroup/cgroup.controllers ] && [ ! -d /sys/fs/cgroup/cpu ] \
         && command -v cgroupfs-mount >/dev/null 2>&1; then
         "${SUDO[@]}" cgroupfs-mount || log "cgroupfs-mount failed (continuing)"
     fi
-    "${SUDO[@]}" setsid nohup dockerd "${args[@]}" </dev/null >>"$DOCKERD_LOG" 2>&1 &
+    "${SUDO[@]}" setsid nohup dockerd "$@" </dev/null >>"$DOCKERD_LOG" 2>&1 &
     disown || true
-fi
+}
 
-# --- 3. wait ---------------------------------------------------------------
-start=$(date +%s)
-deadline=$(( start + DOCKER_WAIT_S ))
-until docker_answers; do
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-        log "dockerd did not answer within ${DOCKER_WAIT_S} s. Last lines of $DOCKERD_LOG:"
-        tail -n 40 "$DOCKERD_LOG" >&2 2>/dev/null || "${SUDO[@]}" tail -n 40 "$DOCKERD_LOG" >&2 || true
-        die "Docker engine not available"
+wait_for_docker() {  # 0: answers; 1: timed out; 2: dockerd exited
+    local start deadline
+    start=$(date +%s)
+    deadline=$(( start + DOCKER_WAIT_S ))
+    until docker_answers; do
+        [ "$(date +%s)" -lt "$deadline" ] || return 1
+        # (grace period: right after the launch the process may not be exec'd yet)
+        if [ "$(date +%s)" -ge $(( start + 3 )) ] && ! pgrep -x dockerd >/dev/null 2>&1; then
+            return 2
+        fi
+        sleep 1
+    done
+}
+
+if pgrep -x dockerd >/dev/null 2>&1; then
+    log "a dockerd process is already running; waiting for it to answer"
+    rc=0; wait_for_docker || rc=$?
+else
+    extra=()
+    # shellcheck disable=SC2206  # word splitting of DOCKERD_ARGS is intended
+    extra=($DOCKERD_ARGS)
+    storage=()
+    # overlay2 where the kernel has overlayfs, unless a daemon.json or
+    # DOCKERD_ARGS already picks a storage driver (dockerd refuses both).
+    if ! grep -qs '"storage-driver"' /etc/docker/daemon.json \
+        && [[ " $DOCKERD_ARGS " != *" --storage-driver"* ]] && [[ " $DOCKERD_ARGS " != *" -s "* ]]; then
+        if grep -qw overlay /proc/filesystems || "${SUDO[@]}" modprobe overlay >/dev/null 2>&1; then
+            storage=(--storage-driver=overlay2)
+        else
+            log "overlayfs unavailable: letting dockerd pick its storage driver"
+        fi
     fi
-    # (grace period: right after the launch the process may not be exec'd yet)
-    if [ "$(date +%s)" -ge $(( start + 3 )) ] && ! pgrep -x dockerd >/dev/null 2>&1; then
-        log "dockerd exited. Last lines of $DOCKERD_LOG:"
-        tail -n 40 "$DOCKERD_LOG" >&2 2>/dev/null || "${SUDO[@]}" tail -n 40 "$DOCKERD_LOG" >&2 || true
-        die "dockerd failed to start"
+    start_dockerd "${storage[@]}" "${extra[@]}"
+    rc=0; wait_for_docker || rc=$?
+    if [ "$rc" = 2 ] && [ "${#storage[@]}" -gt 0 ] && new_log | grep -qE 'graphdriver|overlay'; then
+        show_log "dockerd exited with overlay2"
+        log "retrying once without --storage-driver (dockerd picks one; vfs is slow and large)"
+        start_dockerd "${extra[@]}"
+        rc=0; wait_for_docker || rc=$?
     fi
-    sleep 1
-done
-log "docker answers ($(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'))"
+fi
+case "$rc" in
+    0) log "docker answers ($(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'))" ;;
+    1) show_log "dockerd did not answer within ${DOCKER_WAIT_S} s"; die "Docker engine not available" ;;
+    *) show_log "dockerd exited"; die "dockerd failed to start" ;;
+esac
