@@ -68,6 +68,8 @@ def load_shipped_label_map(name: str) -> LabelMap:
 def resolve_label_map(spec: str) -> LabelMap:
     """A label map from a shipped name, a JSON file path, or an inline JSON document (as in image labels)."""
     spec = spec.strip()
+    if not spec:
+        raise LabelMapError("empty label map: give a shipped name, a JSON file or an inline JSON document")
     if spec.startswith("{"):
         try:
             document = json.loads(spec)

@@ -166,12 +166,12 @@ def _strip_tags(source: Path, target: Path) -> None:
 
 def declared_label_map(client: docker.DockerClient, image: ImageInfo) -> LabelMap | None:
     """The label map an image declares through its labels, or None if it declares none."""
-    if LABEL_LABEL_MAP in image.labels:
+    if image.labels.get(LABEL_LABEL_MAP, "").strip():
         try:
             return resolve_label_map(image.labels[LABEL_LABEL_MAP])
         except (LabelMapError, HarnessError) as exc:
             raise HarnessError(f"image {image.reference}: label {LABEL_LABEL_MAP}: {exc}") from None
-    if LABEL_LABEL_MAP_FILE in image.labels:
+    if image.labels.get(LABEL_LABEL_MAP_FILE, "").strip():
         inside = image.labels[LABEL_LABEL_MAP_FILE]
         data = read_file_from_image(client, image.image_id, inside)
         try:
