@@ -1,0 +1,108 @@
+"""Distances between surfels: the exact formula, the tolerance stencil and both NSD paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage
+
+from metrics import proximity
+from metrics.proximity import exact_distance_mm, nearest_distances, row_stencil, within_tolerance
+from metrics.surfaces import Surface
+
+spacings = st.lists(st.floats(0.2, 4.0, allow_nan=False), min_size=3, max_size=3)
+
+
+def _random_surface(rng: np.random.Generator, ndim: int, n: int, side: int, offset: int = 0) -> Surface:
+    corners = rng.integers(0, side, size=(ndim, n)) + offset
+    corners = np.unique(corners, axis=1)
+    return Surface(corners.astype(np.int64), rng.uniform(0.1, 1.0, corners.shape[1]))
+
+
+def _brute_force(query: Surface, target: Surface, spacing) -> np.ndarray:
+    offsets = query.corners[:, :, None] - target.corners[:, None, :]
+    return exact_distance_mm(offsets, spacing).min(axis=1)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), spacing=spacings, ndim=st.sampled_from([2, 3]))
+def test_exact_distance_is_bit_identical_to_scipy_edt(seed, spacing, ndim):
+    rng = np.random.default_rng(seed)
+    spacing = spacing[:ndim]
+    features = rng.random((7,) * ndim) < 0.05
+    features.flat[0] = True
+    edt, nearest = ndimage.distance_transform_edt(~features, sampling=spacing, return_indices=True)
+    offsets = nearest - np.indices(features.shape)
+    assert np.array_equal(exact_distance_mm(offsets, spacing), edt)
+
+
+@settings(max_examples=40, deadline=None)
+@given(spacing=spacings, tolerance=st.floats(0.1, 8.0), ndim=st.sampled_from([2, 3]))
+def test_row_stencil_is_exactly_the_tolerance_ellipsoid(spacing, tolerance, ndim):
+    spacing = spacing[:ndim]
+    offsets, half_widths = row_stencil(spacing_mm=spacing, tolerance_mm=tolerance)
+    stencil = {tuple(row) + (t,) for row, w in zip(offsets.tolist(), half_widths.tolist()) for t in range(-w, w + 1)}
+    reach = [int(tolerance / s) + 2 for s in spacing]
+    grid = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij")).reshape(ndim, -1)
+    inside = exact_distance_mm(grid, spacing) <= tolerance
+    assert stencil == {tuple(p) for p in grid[:, inside].T.tolist()}
+    distances = exact_distance_mm(np.vstack([offsets.T, np.zeros(len(offsets), np.int64)]), spacing)
+    assert np.all(np.diff(distances) >= 0)  # nearest rows first
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), spacing=spacings, tolerance=st.floats(0.2, 6.0), ndim=st.sampled_from([2, 3]))
+def test_nearest_and_within_equal_brute_force(seed, spacing, tolerance, ndim):
+    rng = np.random.default_rng(seed)
+    spacing = spacing[:ndim]
+    gt = _random_surface(rng, ndim, int(rng.integers(1, 60)), 12)
+    pred = _random_surface(rng, ndim, int(rng.integers(1, 60)), 16, offset=int(rng.integers(-4, 4)))
+    d_gt, d_pred = _brute_force(gt, pred, spacing), _brute_force(pred, gt, spacing)
+    # equal up to the last bit of equidistant candidates summed in another order
+    np.testing.assert_allclose(nearest_distances(gt, pred, spacing_mm=spacing), d_gt, rtol=1e-14)
+    np.testing.assert_allclose(nearest_distances(pred, gt, spacing_mm=spacing), d_pred, rtol=1e-14)
+    dense = within_tolerance(gt, pred, spacing_mm=spacing, tolerance_mm=tolerance)
+    with pytest.MonkeyPatch.context() as patch:  # force the KD-tree path
+        patch.setattr(proximity, "DENSE_ALWAYS_CORNERS", 0)
+        patch.setattr(proximity, "DENSE_CORNERS_PER_SURFEL", 0)
+        tree = within_tolerance(gt, pred, spacing_mm=spacing, tolerance_mm=tolerance)
+    for got in (dense, tree):
+        assert np.array_equal(got[0], d_gt <= tolerance)
+        assert np.array_equal(got[1], d_pred <= tolerance)
+
+
+@pytest.mark.parametrize("force_tree", [False, True])
+def test_distance_equal_to_the_tolerance_counts_as_within(force_tree, monkeypatch):
+    if force_tree:
+        monkeypatch.setattr(proximity, "DENSE_ALWAYS_CORNERS", 0)
+        monkeypatch.setattr(proximity, "DENSE_CORNERS_PER_SURFEL", 0)
+    spacing = (2.5, 0.8, 0.8)
+    gt = Surface(np.array([[0], [0], [0]]), np.ones(1))
+    pred = Surface(np.array([[2, 0], [0, 0], [0, 7]]), np.ones(2))  # 5.0 mm and 5.6 mm away
+    gt_within, pred_within = within_tolerance(gt, pred, spacing_mm=spacing, tolerance_mm=5.0)
+    assert gt_within.tolist() == [True]
+    assert pred_within.tolist() == [True, False]
+    # 3-4-5 triangle at 0.6 mm spacing: exactly 3.0 mm
+    gt_within, _ = within_tolerance(
+        Surface(np.array([[0], [0]]), np.ones(1)), Surface(np.array([[3], [4]]), np.ones(1)),
+        spacing_mm=(0.6, 0.6), tolerance_mm=3.0,
+    )
+    assert gt_within.tolist() == [exact_distance_mm(np.array([[3], [4]]), (0.6, 0.6))[0] <= 3.0]
+
+
+def test_far_predicted_surfels_are_not_within_and_cost_nothing():
+    gt = Surface(np.array([[10, 10], [10, 11], [10, 10]]), np.ones(2))
+    pred = Surface(np.array([[10, 10_000], [12, 10_000], [10, 10_000]]), np.ones(2))
+    gt_within, pred_within = within_tolerance(gt, pred, spacing_mm=(1, 1, 1), tolerance_mm=2.0)
+    assert gt_within.tolist() == [True, True]
+    assert pred_within.tolist() == [True, False]
+
+
+def test_empty_surfaces():
+    empty, one = Surface.empty(3), Surface(np.zeros((3, 1), np.int64), np.ones(1))
+    assert nearest_distances(empty, one, spacing_mm=(1, 1, 1)).shape == (0,)
+    assert nearest_distances(one, empty, spacing_mm=(1, 1, 1)).tolist() == [np.inf]
+    gt_within, pred_within = within_tolerance(one, empty, spacing_mm=(1, 1, 1), tolerance_mm=1.0)
+    assert gt_within.tolist() == [False] and pred_within.shape == (0,)
