@@ -87,3 +87,14 @@ def test_slabs_are_ordered_disjoint_and_bounded() -> None:
 def test_wrong_predictor_output_is_reported() -> None:
     with pytest.raises(ValueError, match="predictor returned"):
         aggregate_logits(torch.zeros(16, 16, 32), _identity_like, num_classes=2, patch_size=PATCH)
+
+
+def test_half_precision_buffer_stays_close_to_float32() -> None:
+    volume = 5 * torch.randn(40, 20, 45, generator=torch.Generator().manual_seed(3))
+    exact = aggregate_logits(volume, _tile_dependent, num_classes=2, patch_size=PATCH)
+    half = torch.cat(
+        [s for _, s in iter_logit_slabs(volume, _tile_dependent, num_classes=2, patch_size=PATCH, buffer_dtype=torch.float16)],
+        dim=1,
+    )
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, exact, atol=0.05, rtol=2e-3)
