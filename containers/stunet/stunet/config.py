@@ -15,7 +15,8 @@ Variables (flags of the same meaning win over them):
   by default the size is read off the weights).
 - ``STUNET_RANDOM_WEIGHTS=1``: tests only; seeded random ``small`` weights when no checkpoint exists.
 - ``STUNET_PATCH_SIZE`` (``128`` or ``z,y,x``), ``STUNET_STEP``, ``STUNET_TTA``,
-  ``STUNET_TARGET_SPACING_MM``, ``STUNET_DEVICE``, ``STUNET_MIXED_PRECISION``, ``STUNET_REORIENT``.
+  ``STUNET_TARGET_SPACING_MM``, ``STUNET_DEVICE``, ``STUNET_MIXED_PRECISION``, ``STUNET_REORIENT``,
+  ``STUNET_HALF_BUFFER`` (accumulate tile logits in float16, default 1).
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ def resolve(options: Mapping[str, str | None], environ: Mapping[str, str]) -> Ru
         ("tta", "STUNET_TTA", "mirror_tta"),
         ("mixed_precision", "STUNET_MIXED_PRECISION", "mixed_precision"),
         ("reorient", "STUNET_REORIENT", "reorient_to_ras"),
+        ("half_buffer", "STUNET_HALF_BUFFER", "half_precision_buffer"),
     ):
         if (value := pick(option, variable)) is not None:
             settings_kwargs[key] = parse_bool(value, name=variable)
