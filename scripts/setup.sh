@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Set up everything the harness needs, idempotently (fast when already done):
+#   a Python venv in .venv with the harness and its test/STU-Net extras,
+#   a running Docker engine (installed and started if missing: scripts/ensure_docker.sh),
+#   the locally built base images (containers/base/build_bases.sh; no registry needed),
+#   the example submission image aeval-example/threshold:latest.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+PYTHON="${PYTHON:-python3}"
+
+if [ ! -x .venv/bin/python ]; then
+    log "creating .venv with $($PYTHON --version)"
+    "$PYTHON" -m venv .venv
+fi
+# torch is pinned in the [stunet] extra (an unpinned torch pulls a multi-GB CUDA build).
+log "installing the harness into .venv"
+.venv/bin/pip install --quiet --disable-pip-version-check -e ".[test,stunet]"
+
+bash scripts/ensure_docker.sh
+bash containers/base/build_bases.sh
+log "building the example submission image"
+.venv/bin/python containers/examples/build.py threshold
+log "ready"
