@@ -20,6 +20,7 @@ same order as ``scipy.ndimage.distance_transform_edt`` (used by surface-distance
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -86,14 +87,20 @@ def _axis_reach(spacing: float, tolerance_mm: float) -> int:
 
 
 def row_stencil(*, spacing_mm: Sequence[float], tolerance_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """The tolerance ellipsoid as rows along the last axis.
+    """The tolerance ellipsoid as rows along the last axis (cached per spacing and tolerance).
 
     Returns:
         ``(offsets, half_widths)``: offsets is an int64 array of shape (m, ndim - 1) of index
         offsets along the first ndim - 1 axes, half_widths an int64 array of shape (m,); the
         corner offset ``(*offsets[j], t)`` is within ``tolerance_mm`` iff ``|t| <= half_widths[j]``.
-        Rows are sorted by their distance from the centre row (nearest first).
+        Rows are sorted by their distance from the centre row (nearest first). The arrays are
+        shared between calls: do not modify them.
     """
+    return _row_stencil(tuple(float(s) for s in spacing_mm), float(tolerance_mm))
+
+
+@functools.lru_cache(maxsize=64)
+def _row_stencil(spacing_mm: tuple[float, ...], tolerance_mm: float) -> tuple[np.ndarray, np.ndarray]:
     ndim = len(spacing_mm)
     reach = [_axis_reach(s, tolerance_mm) for s in spacing_mm]
     grids = np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij")
@@ -108,7 +115,10 @@ def row_stencil(*, spacing_mm: Sequence[float], tolerance_mm: float) -> tuple[np
     keys, half = keys[keep], half[keep]
     row_distance = exact_distance_mm(np.concatenate([keys.T, np.zeros((1, len(keys)), np.int64)]), spacing_mm)
     order = np.argsort(row_distance, kind="stable")
-    return keys[order].astype(np.int64), half[order]
+    keys, half = keys[order].astype(np.int64), half[order]
+    keys.flags.writeable = False
+    half.flags.writeable = False
+    return keys, half
 
 
 class _RowCounts:
@@ -131,17 +141,15 @@ class _RowCounts:
         dtype = np.int16 if row_length <= np.iinfo(np.int16).max else np.int32
         counts = np.zeros((int(np.prod(shape[:-1], dtype=np.int64)), row_length), dtype=dtype)
         counts.reshape(-1)[self.strides @ local[:, inside] + 1] = 1
-        np.cumsum(counts, axis=1, out=counts)
+        np.add.accumulate(counts, axis=1, out=counts)
         self.prefix = counts.reshape(-1)
 
-    def any_within(
-        self, corners: np.ndarray, *, offsets: np.ndarray, half_widths: np.ndarray, steps_per_pass: int = 4
-    ) -> np.ndarray:
+    def any_within(self, corners: np.ndarray, *, offsets: np.ndarray, half_widths: np.ndarray) -> np.ndarray:
         """Whether a counted corner lies in the stencil around each query corner.
 
         Query corners (ndim, n) must lie in the box shrunk by the stencil's reach along every axis,
-        so no offset leaves the box. Rows are visited nearest first and decided corners are
-        dropped every ``steps_per_pass`` rows.
+        so no offset leaves the box. Rows are visited nearest first; decided corners are dropped
+        after passes of 1, 1, 2, 4, 8, ... rows (most corners are decided by the first rows).
         """
         here = self.strides @ (corners - self.lo[:, None])  # flat prefix index of each corner
         row_steps = offsets @ self.strides[:-1]
@@ -150,17 +158,18 @@ class _RowCounts:
         found = np.zeros(corners.shape[1], dtype=bool)
         pending = np.arange(corners.shape[1])
         prefix = self.prefix
-        for first in range(0, len(starts), steps_per_pass):
-            if pending.size == 0:
-                break
+        first, width = 0, 1
+        while first < len(starts) and pending.size:
+            last = first + width
             hit = None
-            for start, stop in zip(starts[first : first + steps_per_pass], stops[first : first + steps_per_pass]):
+            for start, stop in zip(starts[first:last], stops[first:last]):
                 row_hit = prefix[here + stop] > prefix[here + start]
                 hit = row_hit if hit is None else np.logical_or(hit, row_hit, out=hit)
             found[pending[hit]] = True
             miss = ~hit
             pending = pending[miss]
             here = here[miss]
+            first, width = last, (width * 2 if first else 1)
         return found
 
 
