@@ -237,3 +237,15 @@ def test_invalid_inputs_are_rejected_with_the_values(kwargs, message):
     gt, pred = arguments.pop("gt"), arguments.pop("pred")
     with pytest.raises(ValueError, match=message):
         score_case(gt, pred, **arguments)
+
+
+def test_memory_layout_and_integer_dtype_do_not_matter():
+    gt = np.zeros((20, 10, 12), dtype=np.uint8)
+    gt[2:9, 2:7, 3:9] = 1
+    gt[12:15, 1:4, 1:4] = 2
+    pred = np.roll(gt, 1, axis=2)
+    organs = [OrganSpec(1, "a", 2.0), OrganSpec(2, "b", 1.0)]
+    expected = score_case(gt, pred, spacing_mm=(1.5, 0.7, 0.9), organs=organs)
+    for convert in (np.asfortranarray, lambda a: a.astype(">i2"), lambda a: a.astype(np.uint64),
+                    lambda a: np.pad(a, 1)[1:-1, 1:-1, 1:-1]):
+        assert score_case(convert(gt), convert(pred), spacing_mm=(1.5, 0.7, 0.9), organs=organs) == expected
