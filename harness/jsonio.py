@@ -32,9 +32,18 @@ def load_schema(name: str) -> dict[str, Any]:
     return schema
 
 
-def validate(document: Any, schema_name: str, *, where: str) -> None:
-    """Validate against a shipped schema; the error names `where` (a file or a description) and the JSON path."""
-    validator = jsonschema.Draft202012Validator(load_schema(schema_name))
+@functools.cache
+def _validator(schema_name: str, definition: str | None = None) -> jsonschema.Draft202012Validator:
+    """One validator per schema (or one of its $defs): building it costs more than validating."""
+    schema = load_schema(schema_name)
+    if definition is not None:
+        schema = {"$ref": f"#/$defs/{definition}", "$defs": schema["$defs"]}
+    return jsonschema.Draft202012Validator(schema)
+
+
+def validate(document: Any, schema_name: str, *, where: str, definition: str | None = None) -> None:
+    """Validate against a shipped schema, or one of its `$defs`; the error names `where` and the JSON path."""
+    validator = _validator(schema_name, definition)
     errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]

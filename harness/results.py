@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 from harness import __version__
 from harness.errors import HarnessError
-from harness.jsonio import read_json, to_plain, write_json_atomic, write_text_atomic
+from harness.jsonio import read_json, to_plain, validate, write_json_atomic, write_text_atomic
 from harness.manifest import Manifest
 
 METRIC_NAMES = ("dice", "nsd", "hd95", "assd")
@@ -149,9 +149,11 @@ class ResultsStore:
         return {cid for cid, c in self.cases.get(key, {}).items() if include_failed or c["status"] == "ok"}
 
     def add(self, key: str, record: dict, *, write: bool = True) -> None:
+        """Validate the record once, on entry (records are never modified afterwards), then save."""
+        validate(record, "results", where=f"case record {key}/{record.get('case_id')}", definition="case")
         self.cases.setdefault(key, {})[record["case_id"]] = record
         if write:
-            self.write()
+            self.write(full_validation=False)
 
     def add_note(self, note: str) -> None:
         if note not in self.notes:
@@ -168,9 +170,20 @@ class ResultsStore:
                 "benchmark": self.benchmark, "submission": self.submission, "settings": self.settings,
                 "notes": self.notes, "datasets": datasets, "aggregates": aggregate(datasets)}
 
-    def write(self) -> dict:
+    def write(self, *, full_validation: bool = True) -> dict:
+        """Write results.json and its CSV atomically, validated against the results schema.
+
+        After each case (full_validation=False) the document is validated with its case lists
+        elided, because every case record was already validated when it was added: validating all
+        of 289 cases after each of them would cost O(n^2). The final write validates everything.
+        """
         document = self.document()
-        write_json_atomic(self.path, document, "results")
+        if full_validation:
+            validate(document, "results", where=str(self.path))
+        else:
+            skeleton = {**document, "datasets": {k: {**d, "cases": []} for k, d in document["datasets"].items()}}
+            validate(skeleton, "results", where=str(self.path))
+        write_json_atomic(self.path, document)
         write_text_atomic(self.path.with_suffix(".cases.csv"), cases_csv(document))
         return document
 
