@@ -67,9 +67,14 @@ class GpuSampler(threading.Thread):
     def stop(self) -> dict | None:
         self._halt.set()
         self.join(timeout=2)
-        if not self.samples:
-            return None
-        peak = max(u for _, u in self.samples)
-        area = sum((t2 - t1) * u1 for (t1, u1), (t2, _) in zip(self.samples, self.samples[1:])) / 1024**2
-        return {"peak_memory_mib": round(peak / 1024**2, 1), "memory_area_mib_s": round(area, 1),
-                "interval_s": self._interval, "samples": len(self.samples), "scope": self.scope}
+        return summarize_samples(self.samples, interval_s=self._interval, scope=self.scope)
+
+
+def summarize_samples(samples: list[tuple[float, int]], *, interval_s: float, scope: str) -> dict | None:
+    """Peak (MiB) and area under the memory-time curve (MiB*s, left Riemann sum), as FLARE reports."""
+    if not samples:
+        return None
+    peak = max(used for _, used in samples)
+    area = sum((t2 - t1) * u1 for (t1, u1), (t2, _) in zip(samples, samples[1:])) / 1024**2
+    return {"peak_memory_mib": round(peak / 1024**2, 1), "memory_area_mib_s": round(area, 1),
+            "interval_s": interval_s, "samples": len(samples), "scope": scope}
