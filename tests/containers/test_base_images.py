@@ -7,7 +7,9 @@ but without the images they fail, saying how to build them.
 
 from __future__ import annotations
 
+import io
 import re
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -41,13 +43,34 @@ def client():
 
 
 def run(client, image: str, *cmd: str) -> str:
-    """Run cmd in a throwaway container with no network; return its stdout."""
+    """Run cmd in a throwaway container with no network; return its stdout+stderr.
+
+    The output goes to a file in the container, read back with get_archive:
+    with Docker 20.10 the logs of a container that has just exited can come
+    back truncated (seen with a ~440 kB `cat`).
+    """
     try:
         client.images.get(image)
     except docker.errors.ImageNotFound:
         pytest.fail(f"image {image} not found; {BUILD_HINT}")
-    out = client.containers.run(image, list(cmd), remove=True, network_mode="none")
-    return out.decode()
+    container = client.containers.create(
+        image, ["sh", "-c", '"$@" >/tmp/.aeval-test-out 2>&1', "sh", *cmd],
+        network_mode="none")
+    try:
+        container.start()
+        status = container.wait(timeout=300)["StatusCode"]
+        out = read_file(container, "/tmp/.aeval-test-out")
+    finally:
+        container.remove(force=True)
+    assert status == 0, f"{cmd!r} in {image} exited with {status}:\n{out}"
+    return out
+
+
+def read_file(container, path: str) -> str:
+    stream, _ = container.get_archive(path)
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        member = tar.next()
+        return tar.extractfile(member).read().decode()
 
 
 def pem_set(text: str) -> set[str]:
