@@ -141,9 +141,8 @@ cleanup() {
         # Unmount what we (or a failed debootstrap) left mounted under it,
         # deepest first, and never rm -rf a tree with live mounts in it.
         local m
-        for m in $(awk -v w="$WORK/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r); do
-            umount -l "$m" || true
-        done
+        awk -v w="$WORK/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r \
+            | while read -r m; do umount -l "$m" || true; done
         if ! grep -qs " $WORK/" /proc/mounts; then rm -rf "$WORK"; else log "left $WORK (still mounted)"; fi
     fi
 }
