@@ -44,6 +44,30 @@ def _add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print only errors and the final line")
 
 
+def _add_sandbox_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gpus", default=None, help="'all' or a count, as `docker run --gpus`")
+    parser.add_argument("--memory", default="8g", help="memory limit, swap equal to it (default 8g)")
+    parser.add_argument("--cpus", type=float, default=None, help="CPU limit (default: cores, at most 4)")
+    parser.add_argument("--pids-limit", type=_positive_int, default=None, help="process limit (default 512)")
+    parser.add_argument("--shm-size", default=None, help="/dev/shm size (default: half the memory limit)")
+    parser.add_argument("--time-limit", default="3600", help="wall-clock limit per container run, e.g. 600, 10m")
+    parser.add_argument("--output-limit", default="2g", help="cap on the total size of a run's outputs")
+    parser.add_argument("--allow-root", action="store_true",
+                        help="run images whose user is root (Grand-Challenge refuses them)")
+
+
+def _add_image_flags(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", help="image reference in the local engine (never pulled), e.g. team/model:tag")
+    source.add_argument("--image-tar", type=Path, help="`docker save` output (gzip or not), loaded by image id")
+    parser.add_argument("--protocol", choices=["gc", "flare"], default=None,
+                        help="gc: one run per case, Grand-Challenge layout; flare: one run per test set (default: "
+                             "the image's org.a-eval.protocol label, else gc)")
+    parser.add_argument("--label-map", default=None, help="label map of the image's output ids (default: its label)")
+    parser.add_argument("--output-relative-path", default=None, help="Grand-Challenge output socket path")
+    parser.add_argument("--model-dir", type=Path, default=None, help="mounted read-only at /opt/ml/model")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
@@ -70,32 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_flags(evaluate)
 
     run = sub.add_parser("run", help="run a participant image on the test sets in the sandbox, and score it")
-    source = run.add_mutually_exclusive_group(required=True)
-    source.add_argument("--image", help="image reference in the local engine (never pulled), e.g. team/model:tag")
-    source.add_argument("--image-tar", type=Path, help="`docker save` output (gzip or not), loaded by image id")
+    _add_image_flags(run)
     run.add_argument("--out", required=True, type=Path, help="output folder: results.json, CSVs, predictions/, logs/")
     run.add_argument("--benchmark", default=None, help="manifest set: a-eval (default), synthetic, or a folder")
     run.add_argument("--data-root", default=None, help="where the test data lies (else $AEVAL_DATA_ROOT)")
     run.add_argument("--datasets", type=_csv_list, default=None, help="only these test sets (default: all seven)")
     run.add_argument("--cases", type=_positive_int, default=None, help="only the first N cases of each test set")
-    run.add_argument("--protocol", choices=["gc", "flare"], default=None,
-                     help="gc: one run per case, Grand-Challenge layout; flare: one run per test set (default: "
-                          "the image's org.a-eval.protocol label, else gc)")
-    run.add_argument("--label-map", default=None, help="label map of the image's output ids (default: its label)")
-    run.add_argument("--output-relative-path", default=None, help="Grand-Challenge output socket path")
-    run.add_argument("--model-dir", type=Path, default=None, help="mounted read-only at /opt/ml/model")
-    run.add_argument("--gpus", default=None, help="'all' or a count, as `docker run --gpus`")
-    run.add_argument("--memory", default="8g", help="memory limit, swap equal to it (default 8g)")
-    run.add_argument("--cpus", type=float, default=None, help="CPU limit (default: cores, at most 4)")
-    run.add_argument("--pids-limit", type=_positive_int, default=None, help="process limit (default 512)")
-    run.add_argument("--shm-size", default=None, help="/dev/shm size (default: half the memory limit)")
-    run.add_argument("--time-limit", default="3600", help="wall-clock limit per container run, e.g. 600, 10m")
-    run.add_argument("--output-limit", default="2g", help="cap on the total size of a run's outputs")
-    run.add_argument("--allow-root", action="store_true", help="run images whose user is root (Grand-Challenge refuses them)")
+    _add_sandbox_flags(run)
     run.add_argument("--workers", type=_positive_int, default=None, help="scoring processes (default: cores, max 4)")
     run.add_argument("--retry-failed", action="store_true", help="on resume, run failed cases again")
     _add_scoring_flags(run)
     _add_common_flags(run)
+
+    validate = sub.add_parser("validate", help="check a submission image before sending it (static checks + dry run)")
+    _add_image_flags(validate)
+    _add_sandbox_flags(validate)
+    validate.add_argument("--report", type=Path, default=None, help="write the checks as JSON here")
+    validate.add_argument("--max-image-size", default="20g", help="largest accepted image (default 20g)")
+    validate.add_argument("--static-only", action="store_true", help="skip the dry run (nothing is started)")
 
     data = sub.add_parser("data", help="test data: synthesize the embedded benchmark, list test sets")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")

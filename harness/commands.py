@@ -138,20 +138,43 @@ def cmd_label_maps(args: argparse.Namespace) -> int:
     return 0
 
 
+def _policy(args: argparse.Namespace):
+    from harness.runner.sandbox import SandboxPolicy, parse_bytes, parse_duration
+
+    return SandboxPolicy.create(
+        memory_bytes=parse_bytes(args.memory), cpus=args.cpus, pids_limit=args.pids_limit,
+        shm_bytes=parse_bytes(args.shm_size) if args.shm_size else None,
+        time_limit_s=parse_duration(args.time_limit), output_max_bytes=parse_bytes(args.output_limit),
+        gpus=args.gpus, allow_root=args.allow_root)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from harness.runner.sandbox import parse_bytes
+    from harness.validate import ValidateRequest, validate_submission, write_report
+
+    request = ValidateRequest(image=args.image, image_tar=args.image_tar, policy=_policy(args), protocol=args.protocol,
+                              label_map=args.label_map, output_relative_path=args.output_relative_path,
+                              model_dir=args.model_dir, max_image_bytes=parse_bytes(args.max_image_size),
+                              dry_run=not args.static_only)
+    checks = validate_submission(request)
+    for check in checks:
+        print(check.line())
+    if args.report:
+        write_report(args.report, checks, request)
+    passed = all(c.passed for c in checks)
+    print(f"{'PASSED' if passed else 'FAILED'}: {sum(c.passed for c in checks)}/{len(checks)} checks passed")
+    return 0 if passed else 1
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from harness.manifest import resolve_data_root
     from harness.runner.run import RunRequest, SubmissionRun
-    from harness.runner.sandbox import SandboxPolicy, parse_bytes, parse_duration
     from harness.scoring_pool import default_workers
     from harness.summary import results_table
 
-    policy = SandboxPolicy.create(
-        memory_bytes=parse_bytes(args.memory), cpus=args.cpus, pids_limit=args.pids_limit,
-        shm_bytes=parse_bytes(args.shm_size) if args.shm_size else None,
-        time_limit_s=parse_duration(args.time_limit), output_max_bytes=parse_bytes(args.output_limit),
-        gpus=args.gpus, allow_root=args.allow_root)
+    policy = _policy(args)
     request = RunRequest(image=args.image, image_tar=args.image_tar, out_dir=args.out,
                          data_root=resolve_data_root(args.data_root), benchmark=args.benchmark or _default_benchmark(),
                          datasets=args.datasets, cases_limit=args.cases, protocol=args.protocol,
