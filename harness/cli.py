@@ -44,6 +44,16 @@ def _add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print only errors and the final line")
 
 
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--benchmark", default=None, help="manifest set: a-eval (default), synthetic, or a folder")
+    parser.add_argument("--data-root", default=None, help="where the test data lies (else $AEVAL_DATA_ROOT)")
+
+
+def _add_batch_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=_positive_int, default=None, help="scoring processes (default: cores, max 4)")
+    parser.add_argument("--retry-failed", action="store_true", help="on resume, do failed cases again")
+
+
 def _add_sandbox_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus", default=None, help="'all' or a count, as `docker run --gpus`")
     parser.add_argument("--memory", default="8g", help="memory limit, swap equal to it (default 8g)")
@@ -85,24 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--dataset", required=True, help="test set key, e.g. flare22 (see `harness data list`)")
     evaluate.add_argument("--predictions", required=True, type=Path, help="folder with one <case_id>.nii.gz/.mha per case")
     evaluate.add_argument("--pred-label-map", default="a-eval", help="label map of the predictions (default: benchmark ids)")
-    evaluate.add_argument("--benchmark", default=None, help="manifest set: a-eval (default), synthetic, or a folder")
-    evaluate.add_argument("--data-root", default=None, help="where the test data lies (else $AEVAL_DATA_ROOT)")
     evaluate.add_argument("--out", required=True, type=Path, help="results JSON (resumed if it exists); CSVs beside it")
-    evaluate.add_argument("--workers", type=_positive_int, default=None, help="scoring processes (default: cores, max 4)")
-    evaluate.add_argument("--retry-failed", action="store_true", help="on resume, score failed cases again")
+    _add_data_flags(evaluate)
+    _add_batch_flags(evaluate)
     _add_scoring_flags(evaluate)
     _add_common_flags(evaluate)
 
     run = sub.add_parser("run", help="run a participant image on the test sets in the sandbox, and score it")
     _add_image_flags(run)
     run.add_argument("--out", required=True, type=Path, help="output folder: results.json, CSVs, predictions/, logs/")
-    run.add_argument("--benchmark", default=None, help="manifest set: a-eval (default), synthetic, or a folder")
-    run.add_argument("--data-root", default=None, help="where the test data lies (else $AEVAL_DATA_ROOT)")
+    _add_data_flags(run)
     run.add_argument("--datasets", type=_csv_list, default=None, help="only these test sets (default: all seven)")
     run.add_argument("--cases", type=_positive_int, default=None, help="only the first N cases of each test set")
     _add_sandbox_flags(run)
-    run.add_argument("--workers", type=_positive_int, default=None, help="scoring processes (default: cores, max 4)")
-    run.add_argument("--retry-failed", action="store_true", help="on resume, run failed cases again")
+    _add_batch_flags(run)
     _add_scoring_flags(run)
     _add_common_flags(run)
 
