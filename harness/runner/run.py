@@ -6,20 +6,27 @@ failed case with a precise message, keep the prediction under OUT/predictions/, 
 scoring pool while the next container runs. Results are written after every case; a rerun with
 the same image id skips finished cases. Scratch folders and containers never outlive a case, also
 on Ctrl-C.
+
+The container step of a case (`run_gc_case`) and of a FLARE test set (`run_flare_set`) are plain
+functions of picklable values (image id, policy, paths) returning a `ContainerResult`: this runner
+calls them in a loop, and `harness.distributed` calls the very same functions as Dask tasks on
+other machines, so a distributed run has exactly the sandbox, limits and outputs of a local one.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from harness.errors import CaseFailed, HarnessError
 from harness.jsonio import write_text_atomic
 from harness.labelmap import LabelMapping, build_mapping, resolve_label_map
-from harness.manifest import Manifest, case_file, load_benchmark
+from harness.manifest import InputSocket, Manifest, case_file, load_benchmark
 from harness.results import ResultsStore, failed_record, summary_csv
 from harness.runner import engine
 from harness.runner.failures import classify
@@ -86,6 +93,141 @@ def resolve_submission(client, request: RunRequest) -> ResolvedSubmission:
                               flare_command=image.labels.get(LABEL_FLARE_COMMAND, DEFAULT_FLARE_COMMAND))
 
 
+# -- the container step, as plain functions (local loop and Dask tasks alike) ------------------------
+
+@dataclass(frozen=True)
+class ContainerResult:
+    """What the container step gave for one case: the kept prediction, or why there is none.
+
+    Plain values only (no exception object), so it pickles across processes and machines.
+    """
+
+    case_id: str
+    prediction: Path | None
+    runtime: dict | None = None
+    failure_kind: str | None = None
+    failure_message: str | None = None
+
+    @classmethod
+    def failed(cls, case_id: str, failure: CaseFailed, runtime: dict | None) -> "ContainerResult":
+        return cls(case_id=case_id, prediction=None, runtime=runtime, failure_kind=failure.kind,
+                   failure_message=failure.message)
+
+    @property
+    def failure(self) -> CaseFailed | None:
+        return None if self.prediction is not None else CaseFailed(self.failure_kind or "crash",
+                                                                   self.failure_message or "no prediction")
+
+
+def failed_case_record(result: ContainerResult, settings: ScoreSettings) -> dict:
+    failure = result.failure
+    return failed_record(result.case_id, kind=failure.kind, message=failure.message,
+                         organs=list(load_taxonomy().organ_names), metrics=list(settings.metrics),
+                         runtime=result.runtime)
+
+
+def score_job(*, case_id: str, gt_path: Path, prediction: Path, runtime: dict | None, gt_mapping: LabelMapping,
+              pred_mapping: LabelMapping, settings: ScoreSettings, protocol: str) -> CaseJob:
+    return CaseJob(case_id=case_id, gt_path=gt_path, pred_path=prediction, gt_mapping=gt_mapping,
+                   pred_mapping=pred_mapping, settings=settings, runtime=runtime, gc_output=protocol == "gc")
+
+
+def write_log(path: Path, outcome: engine.RunOutcome) -> None:
+    """The container's stdout and stderr tails, written atomically (a retried task may write it again)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, "# stdout (last 500 lines)\n" + "\n".join(outcome.stdout_tail) +
+                      "\n# stderr (last 500 lines)\n" + "\n".join(outcome.stderr_tail) + "\n")
+
+
+def publish(produced: Path, folder: Path) -> Path:
+    """Copy a kept output into `folder` under its own name, atomically (temp name, then rename).
+
+    OUT may be shared storage written by several machines: a reader never sees half a file, and a
+    task that runs twice (a worker presumed dead) replaces the file whole with the same content.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / produced.name
+    temporary = folder / f".{produced.name}.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        shutil.copyfile(produced, temporary, follow_symlinks=False)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return target
+
+
+def model_mounts(model_dir: Path | None) -> list[engine.Mount]:
+    if model_dir is None:
+        return []
+    if not model_dir.is_dir():
+        raise HarnessError(f"--model-dir {model_dir} is not a folder")
+    return [engine.Mount(model_dir.resolve(), "/opt/ml/model", read_only=True)]
+
+
+def _run(client, image_id: str, policy: SandboxPolicy, mounts: list[engine.Mount], command: list[str] | None,
+         gpu_metering: bool) -> engine.RunOutcome:
+    return engine.run_container(client, image_id, policy=policy, mounts=mounts, command=command,
+                                gpu_sampler_factory=GpuSampler if gpu_metering else None)
+
+
+def run_gc_case(*, image_id: str, policy: SandboxPolicy, case_id: str, image_path: Path, socket: InputSocket,
+                output_relative_path: str, predictions_dir: Path, log_path: Path,
+                extra_mounts: Sequence[engine.Mount] = (), gpu_metering: bool = False, client=None,
+                scratch_dir: Path | None = None) -> ContainerResult:
+    """One case, Grand-Challenge protocol: stage, run in the sandbox, classify, keep the prediction.
+
+    The prediction lands in `predictions_dir` as `<case_id>.<suffix>`; a container failure comes
+    back as a failed ContainerResult. Problems of the harness or engine (HarnessError) propagate.
+    """
+    client = client or engine.connect()
+    scratch = Path(tempfile.mkdtemp(prefix="aeval-job-", dir=scratch_dir))
+    runtime = None
+    try:
+        job = gc.stage_case(image_path=image_path, socket=socket, scratch=scratch / "job")
+        outcome = _run(client, image_id, policy, job.mounts() + list(extra_mounts), None, gpu_metering)
+        runtime = outcome.runtime()
+        write_log(log_path, outcome)
+        failure = classify(outcome, policy, subject=f"case {case_id}")
+        if failure:
+            raise failure
+        kept = gc.collect_output(job, relative_path=output_relative_path, case_id=case_id,
+                                 max_bytes=policy.output_max_bytes, keep_as=scratch / "kept" / case_id)
+        return ContainerResult(case_id=case_id, prediction=publish(kept, predictions_dir), runtime=runtime)
+    except CaseFailed as failure:
+        return ContainerResult.failed(case_id, failure, runtime)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run_flare_set(*, image_id: str, policy: SandboxPolicy, key: str, command: str, images: dict[str, Path],
+                  predictions_dir: Path, log_path: Path, extra_mounts: Sequence[engine.Mount] = (),
+                  gpu_metering: bool = False, client=None, scratch_dir: Path | None = None) -> list[ContainerResult]:
+    """One test set, FLARE protocol: one container run over `images` (case id -> file), per-case results."""
+    client = client or engine.connect()
+    scratch = Path(tempfile.mkdtemp(prefix="aeval-set-", dir=scratch_dir))
+    try:
+        job = flare.stage_set(images=images, scratch=scratch / "job")
+        outcome = _run(client, image_id, policy, job.mounts() + list(extra_mounts), ["sh", "-c", command],
+                       gpu_metering)
+        write_log(log_path, outcome)
+        runtime = {**outcome.runtime(), "scope": "test set run", "cases_in_run": len(images)}
+        failure = classify(outcome, policy, subject=f"test set {key} (FLARE run)")
+        kept = flare.collect_outputs(job, max_bytes=policy.output_max_bytes, keep_dir=scratch / "kept")
+        results = []
+        for case_id in images:
+            result = kept[case_id]
+            if isinstance(result, CaseFailed):
+                results.append(ContainerResult.failed(case_id, failure or result, runtime))
+            else:
+                results.append(ContainerResult(case_id=case_id, prediction=publish(result, predictions_dir),
+                                               runtime=runtime))
+        return results
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# -- the local runner ---------------------------------------------------------------------------------
+
 class SubmissionRun:
     def __init__(self, request: RunRequest, *, progress: Callable[[str, int, int], None] | None = None,
                  client=None) -> None:
@@ -98,28 +240,13 @@ class SubmissionRun:
             manifest.check_complete()
         self._progress = progress
         self._gpu = request.policy.gpus is not None and nvml_available()
-        sub = self.submission
-        self.store = ResultsStore.open(
-            request.out_dir / "results.json", benchmark=request.benchmark, settings=request.settings.to_document(),
-            organs=list(load_taxonomy().organ_names), manifests=self.manifests,
-            submission={"name": sub.image.reference, "image": request.image or str(request.image_tar),
-                        "image_id": sub.image.image_id, "protocol": sub.protocol,
-                        "label_map": sub.mapping.label_map.name, "sandbox": request.policy.describe()})
-        for note in sub.mapping.notes():
-            self.store.add_note(f"image: {note}")
+        self.store = open_store(request, self.submission, self.manifests)
 
     def mounts_extra(self) -> list[engine.Mount]:
-        model_dir = self.request.model_dir
-        if model_dir is None:
-            return []
-        if not model_dir.is_dir():
-            raise HarnessError(f"--model-dir {model_dir} is not a folder")
-        return [engine.Mount(model_dir.resolve(), "/opt/ml/model", read_only=True)]
+        return model_mounts(self.request.model_dir)
 
     def todo(self, manifest: Manifest):
-        cases = list(manifest.cases[: self.request.cases_limit] if self.request.cases_limit else manifest.cases)
-        done = self.store.finished(manifest.key, include_failed=not self.request.retry_failed)
-        return cases, [c for c in cases if c.case_id not in done]
+        return select_cases(manifest, self.store, self.request)
 
     def execute(self) -> dict:
         with ScoringPool(workers=self.request.workers, on_record=self._record) as pool:
@@ -136,9 +263,7 @@ class SubmissionRun:
                 else:
                     self._run_flare_set(manifest, todo)
                 pool.collect(block=True)
-        document = self.store.write()
-        write_text_atomic(self.request.out_dir / "summary.csv", summary_csv(document))
-        return document
+        return finish(self.store, self.request.out_dir)
 
     # -- bookkeeping ---------------------------------------------------------------------------------
     def _record(self, key: str, record: dict) -> None:
@@ -150,68 +275,61 @@ class SubmissionRun:
         if self._progress:
             self._progress(key, self._counts["done"], self._counts["total"])
 
-    def _fail(self, key: str, case_id: str, failure: CaseFailed, runtime: dict | None) -> None:
-        self._record(key, failed_record(case_id, kind=failure.kind, message=failure.message,
-                                        organs=list(load_taxonomy().organ_names),
-                                        metrics=list(self.request.settings.metrics), runtime=runtime))
-
-    def _score(self, manifest: Manifest, case_id: str, prediction: Path, runtime: dict | None) -> None:
-        case = manifest.case(case_id)
-        self._pool.submit(manifest.key, CaseJob(
-            case_id=case_id, gt_path=case_file(self.request.data_root, case.label), pred_path=prediction,
-            gt_mapping=manifest.gt_mapping, pred_mapping=self.submission.mapping, settings=self.request.settings,
-            runtime=runtime, gc_output=self.submission.protocol == "gc"))
-
-    def _write_log(self, key: str, name: str, outcome: engine.RunOutcome) -> None:
-        log = self.request.out_dir / "logs" / key / f"{name}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text("# stdout (last 500 lines)\n" + "\n".join(outcome.stdout_tail) +
-                       "\n# stderr (last 500 lines)\n" + "\n".join(outcome.stderr_tail) + "\n")
-
-    def _run(self, mounts: list[engine.Mount], command: list[str] | None) -> engine.RunOutcome:
-        return engine.run_container(self.client, self.submission.image.image_id, policy=self.request.policy,
-                                    mounts=mounts + self.mounts_extra(), command=command,
-                                    gpu_sampler_factory=GpuSampler if self._gpu else None)
+    def _handle(self, manifest: Manifest, result: ContainerResult) -> None:
+        if result.prediction is None:
+            self._record(manifest.key, failed_case_record(result, self.request.settings))
+            return
+        case = manifest.case(result.case_id)
+        self._pool.submit(manifest.key, score_job(
+            case_id=result.case_id, gt_path=case_file(self.request.data_root, case.label),
+            prediction=result.prediction, runtime=result.runtime, gt_mapping=manifest.gt_mapping,
+            pred_mapping=self.submission.mapping, settings=self.request.settings, protocol=self.submission.protocol))
 
     # -- protocols -----------------------------------------------------------------------------------
     def _run_gc_case(self, manifest: Manifest, case) -> None:
-        scratch = Path(tempfile.mkdtemp(prefix="aeval-job-"))
-        runtime = None
-        try:
-            job = gc.stage_case(image_path=case_file(self.request.data_root, case.image),
-                                socket=manifest.input_socket, scratch=scratch)
-            outcome = self._run(job.mounts(), None)
-            runtime = outcome.runtime()
-            self._write_log(manifest.key, case.case_id, outcome)
-            failure = classify(outcome, self.request.policy, subject=f"case {case.case_id}")
-            if failure:
-                raise failure
-            kept = gc.collect_output(job, relative_path=self.submission.output_relative_path, case_id=case.case_id,
-                                     max_bytes=self.request.policy.output_max_bytes,
-                                     keep_as=self.request.out_dir / "predictions" / manifest.key / case.case_id)
-        except CaseFailed as failure:
-            self._fail(manifest.key, case.case_id, failure, runtime)
-            return
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        self._score(manifest, case.case_id, kept, runtime)
+        out = self.request.out_dir
+        self._handle(manifest, run_gc_case(
+            image_id=self.submission.image.image_id, policy=self.request.policy, case_id=case.case_id,
+            image_path=case_file(self.request.data_root, case.image), socket=manifest.input_socket,
+            output_relative_path=self.submission.output_relative_path,
+            predictions_dir=out / "predictions" / manifest.key, log_path=out / "logs" / manifest.key / f"{case.case_id}.log",
+            extra_mounts=self.mounts_extra(), gpu_metering=self._gpu, client=self.client))
 
     def _run_flare_set(self, manifest: Manifest, cases) -> None:
-        scratch = Path(tempfile.mkdtemp(prefix="aeval-set-"))
-        try:
-            job = flare.stage_set(images={c.case_id: case_file(self.request.data_root, c.image) for c in cases},
-                                  scratch=scratch)
-            outcome = self._run(job.mounts(), ["sh", "-c", self.submission.flare_command])
-            self._write_log(manifest.key, "flare-run", outcome)
-            runtime = {**outcome.runtime(), "scope": "test set run", "cases_in_run": len(cases)}
-            failure = classify(outcome, self.request.policy, subject=f"test set {manifest.key} (FLARE run)")
-            kept = flare.collect_outputs(job, max_bytes=self.request.policy.output_max_bytes,
-                                         keep_dir=self.request.out_dir / "predictions" / manifest.key)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        for case in cases:
-            result = kept[case.case_id]
-            if isinstance(result, CaseFailed):
-                self._fail(manifest.key, case.case_id, failure or result, runtime)
-            else:
-                self._score(manifest, case.case_id, result, runtime)
+        out = self.request.out_dir
+        results = run_flare_set(
+            image_id=self.submission.image.image_id, policy=self.request.policy, key=manifest.key,
+            command=self.submission.flare_command,
+            images={c.case_id: case_file(self.request.data_root, c.image) for c in cases},
+            predictions_dir=out / "predictions" / manifest.key, log_path=out / "logs" / manifest.key / "flare-run.log",
+            extra_mounts=self.mounts_extra(), gpu_metering=self._gpu, client=self.client)
+        for result in results:
+            self._handle(manifest, result)
+
+
+# -- shared by the local and the distributed runner ---------------------------------------------------
+
+def open_store(request: RunRequest, submission: ResolvedSubmission, manifests: list[Manifest]) -> ResultsStore:
+    """The run's results file (resumed when it exists and is of the same benchmark, settings and image)."""
+    store = ResultsStore.open(
+        request.out_dir / "results.json", benchmark=request.benchmark, settings=request.settings.to_document(),
+        organs=list(load_taxonomy().organ_names), manifests=manifests,
+        submission={"name": submission.image.reference, "image": request.image or str(request.image_tar),
+                    "image_id": submission.image.image_id, "protocol": submission.protocol,
+                    "label_map": submission.mapping.label_map.name, "sandbox": request.policy.describe()})
+    for note in submission.mapping.notes():
+        store.add_note(f"image: {note}")
+    return store
+
+
+def select_cases(manifest: Manifest, store: ResultsStore, request: RunRequest):
+    """(the cases this run covers, those of them still to run)."""
+    cases = list(manifest.cases[: request.cases_limit] if request.cases_limit else manifest.cases)
+    done = store.finished(manifest.key, include_failed=not request.retry_failed)
+    return cases, [c for c in cases if c.case_id not in done]
+
+
+def finish(store: ResultsStore, out_dir: Path) -> dict:
+    document = store.write()
+    write_text_atomic(out_dir / "summary.csv", summary_csv(document))
+    return document
