@@ -1,0 +1,138 @@
+"""The `harness data prepare` and `harness data verify` subcommands: flags, progress, report lines.
+
+`register(data_subparsers)` adds both to the `harness data` subparsers; `run(args)` runs the one
+chosen and returns the exit code: 0 done / all verified, 1 some case failed or some problem found,
+2 (HarnessError, raised) usage or environment error such as a wrong case count or a missing source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+EXIT_OK, EXIT_PROBLEMS = 0, 1
+
+
+def register(data_subparsers: "argparse._SubParsersAction") -> None:
+    """Add `prepare` and `verify` to the `harness data` subparsers (imports stay light: parsing only)."""
+    from harness.manifest import CANONICAL_ORDER
+
+    prepare = data_subparsers.add_parser(
+        "prepare", help="prepare one real test set from its public download (images + benchmark-id labels + manifest)",
+        description="Find the benchmark's test cases in a dataset's own published layout, write each image and its "
+                    "ground truth in benchmark ids under the data root, and the filled manifest to "
+                    "<data root>/manifests/KEY.json. The source folder is only read. Reruns skip finished cases.")
+    prepare.add_argument("key", metavar="KEY", help=f"test set: {', '.join(CANONICAL_ORDER)}")
+    prepare.add_argument("--source", required=True, type=Path, help="the unpacked download (read only)")
+    prepare.add_argument("--data-root", default=None, help="where to write (else $AEVAL_DATA_ROOT); created if missing")
+    prepare.add_argument("--force", action="store_true", help="prepare again cases that are already prepared")
+    prepare.add_argument("--manifest-out", type=Path, default=None,
+                         help="where the filled manifest goes: a KEY.json file or a folder "
+                              "(default <data root>/manifests/KEY.json)")
+    prepare.add_argument("--allow-count-mismatch", action="store_true",
+                         help="organizer override: accept a case count other than the benchmark's "
+                              "(the manifest then records the count found)")
+    prepare.add_argument("--cases", type=Path, default=None, dest="case_list", metavar="FILE",
+                         help="take only these case ids (one per line, '#' comments), e.g. the benchmark's 40 AMOS CTs")
+    _add_output_flags(prepare)
+
+    verify = data_subparsers.add_parser(
+        "verify", help="check a data root against its manifests (files, sha256, counts, grids, label values)")
+    verify.add_argument("keys", nargs="*", metavar="KEY", help="test sets to check (default: all of the benchmark)")
+    verify.add_argument("--data-root", default=None, help="where the test data lies (else $AEVAL_DATA_ROOT)")
+    verify.add_argument("--benchmark", default=None,
+                        help="manifests: a folder or a shipped name such as synthetic (default: $AEVAL_BENCHMARK, "
+                             "else <data root>/manifests if it exists, else a-eval)")
+    _add_output_flags(verify)
+
+
+def _add_output_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only problems and the final line")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.data_command == "prepare":
+        return _run_prepare(args)
+    if args.data_command == "verify":
+        return _run_verify(args)
+    raise HarnessError(f"unknown data command {args.data_command}")
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from harness.data.prepare.pipeline import prepare
+    from harness.manifest import DATA_ROOT_ENV, resolve_data_root
+
+    data_root = args.data_root or os.environ.get(DATA_ROOT_ENV)
+    if not data_root:
+        resolve_data_root(None)  # raises the harness's one "no data root" message
+    only = _read_case_list(args.case_list) if args.case_list else None
+    bar = tqdm(desc=f"preparing {args.key}", unit="case", disable=args.no_progress or args.quiet)
+    try:
+        report = prepare(args.key, source=args.source, data_root=Path(data_root), force=args.force,
+                         manifest_out=args.manifest_out, allow_count_mismatch=args.allow_count_mismatch,
+                         only_cases=only, progress=lambda case_id, status: bar.update(1))
+    finally:
+        bar.close()
+    contract = f"benchmark contract: {report.contract_count}"
+    if report.count_overridden:
+        contract += ", overridden by --allow-count-mismatch"
+    lines = [f"{report.key}: {report.found} test case(s) found under {report.source} ({contract})"]
+    lines += [f"  note: {note}" for note in report.notes]
+    for outcome in report.outcomes:
+        lines += [f"  {outcome.case_id}: {note}" for note in outcome.notes]
+    if not args.quiet:
+        print("\n".join(lines))
+    for outcome in report.with_status("failed"):
+        print(f"  FAILED {outcome.problem}")
+    print(f"{report.key}: {len(report.with_status('prepared'))} prepared, {len(report.with_status('skipped'))} "
+          f"already prepared, {len(report.with_status('failed'))} failed; manifest {report.manifest_path}")
+    if not args.quiet:
+        print(f"use it with --benchmark {report.manifest_path.parent} --data-root {report.data_root}; "
+              f"check it with `harness data verify {report.key} --data-root {report.data_root}`")
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+def _read_case_list(path: Path) -> list[str]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise HarnessError(f"--cases {path}: cannot read: {exc.strerror or exc}") from exc
+    ids = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    ids = [i for i in ids if i]
+    if not ids:
+        raise HarnessError(f"--cases {path} lists no case ids")
+    return ids
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from harness.data.prepare.pipeline import MANIFESTS_DIR
+    from harness.data.verify import verify
+    from harness.manifest import BENCHMARK_ENV, DEFAULT_BENCHMARK, resolve_data_root
+
+    data_root = resolve_data_root(args.data_root)
+    benchmark = args.benchmark or os.environ.get(BENCHMARK_ENV)
+    if not benchmark:
+        prepared = data_root / MANIFESTS_DIR
+        benchmark = str(prepared) if prepared.is_dir() else DEFAULT_BENCHMARK
+    bar = tqdm(desc="verifying", unit="case", disable=args.no_progress or args.quiet)
+    try:
+        report = verify(benchmark, data_root, keys=args.keys or None, progress=lambda key, case_id: bar.update(1))
+    finally:
+        bar.close()
+    for problem in report.problems:
+        print(problem.line())
+    if not args.quiet:
+        for s in report.summaries:
+            unchecked = "" if s.checksums else ", no sha256 recorded (not checked)"
+            print(f"{s.key}: {s.cases}/{s.expected} cases, {s.problems} problem(s){unchecked}")
+    total = len(report.problems)
+    print(f"verify ({benchmark}): " + ("all good" if report.ok else f"{total} problem(s)"))
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
