@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_flags(synth)
     listing = data_sub.add_parser("list", help="list the test sets of a benchmark")
     listing.add_argument("--benchmark", default=None)
+    listing.add_argument("--data-root", default=None, help="a prepared data root: list its manifests")
+    from harness.data.prepare.cli import register as register_prepare
+
+    register_prepare(data_sub)
 
     maps = sub.add_parser("label-maps", help="list shipped label maps, or show how one maps to benchmark organs")
     maps.add_argument("name", nargs="?", help="a shipped name, JSON file or inline JSON")

@@ -59,7 +59,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from harness.summary import results_table
     from harness.taxonomy import load_taxonomy
 
-    benchmark = args.benchmark or _default_benchmark()
+    data_root = resolve_data_root(args.data_root)
+    benchmark = args.benchmark or _default_benchmark(data_root)
     manifests = load_benchmark(benchmark)
     manifest = next((m for m in manifests if m.key == args.dataset), None)
     if manifest is None:
@@ -68,7 +69,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     manifest.check_complete()
     if not args.predictions.is_dir():
         raise HarnessError(f"predictions folder {args.predictions} does not exist")
-    data_root = resolve_data_root(args.data_root)
     settings = _settings(args)
     pred_mapping = build_mapping(resolve_label_map(args.pred_label_map))
     store = ResultsStore.open(args.out, benchmark=benchmark, settings=settings.to_document(),
@@ -88,15 +88,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _default_benchmark() -> str:
-    import os
+def _default_benchmark(data_root=None) -> str:
+    from harness.manifest import default_benchmark
 
-    from harness.manifest import BENCHMARK_ENV, DEFAULT_BENCHMARK
-
-    return os.environ.get(BENCHMARK_ENV) or DEFAULT_BENCHMARK
+    return default_benchmark(data_root)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    if args.data_command in ("prepare", "verify"):
+        from harness.data.prepare.cli import run as run_prepare
+
+        return run_prepare(args)
     if args.data_command == "synth":
         from tqdm import tqdm
 
@@ -113,7 +115,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.data_command == "list":
         from harness.manifest import load_benchmark
 
-        benchmark = args.benchmark or _default_benchmark()
+        benchmark = args.benchmark or _default_benchmark(args.data_root)
         for m in load_benchmark(benchmark):
             print(f"{m.key:<12} {m.modality}  {m.dataset:<22} {len(m.cases):>3}/{m.expected_case_count:<3} cases  "
                   f"GT labels: {m.gt_label_map}")
@@ -175,8 +177,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.summary import results_table
 
     policy = _policy(args)
+    data_root = resolve_data_root(args.data_root)
     request = RunRequest(image=args.image, image_tar=args.image_tar, out_dir=args.out,
-                         data_root=resolve_data_root(args.data_root), benchmark=args.benchmark or _default_benchmark(),
+                         data_root=data_root, benchmark=args.benchmark or _default_benchmark(data_root),
                          datasets=args.datasets, cases_limit=args.cases, protocol=args.protocol,
                          label_map=args.label_map, output_relative_path=args.output_relative_path,
                          model_dir=args.model_dir, policy=policy, settings=_settings(args),

@@ -74,6 +74,17 @@ class Manifest:
                                 f"{self.expected_case_count} expected")
 
 
+def default_benchmark(data_root: Path | str | None = None) -> str:
+    """The manifest set when no --benchmark is given: $AEVAL_BENCHMARK, else the prepared manifests
+    that `harness data prepare` wrote into the data root (<root>/manifests), else the shipped a-eval."""
+    if os.environ.get(BENCHMARK_ENV):
+        return os.environ[BENCHMARK_ENV]
+    root = data_root or os.environ.get(DATA_ROOT_ENV)
+    if root and (Path(root) / "manifests").is_dir():
+        return str(Path(root) / "manifests")
+    return DEFAULT_BENCHMARK
+
+
 def benchmark_dir(benchmark: str) -> Path:
     """Folder of a benchmark's manifests: a shipped name ("a-eval", "synthetic") or a path."""
     candidate = Path(benchmark)
@@ -114,7 +125,7 @@ def load_manifest_file(path: Path) -> Manifest:
 
 def load_benchmark(benchmark: str | None = None, *, keys: list[str] | None = None) -> list[Manifest]:
     """The manifests of a benchmark, in the paper's order, optionally only `keys`."""
-    folder = benchmark_dir(benchmark or os.environ.get(BENCHMARK_ENV) or DEFAULT_BENCHMARK)
+    folder = benchmark_dir(benchmark or default_benchmark())
     available = {p.stem: p for p in sorted(folder.glob("*.json"))}
     if not available:
         raise ManifestError(f"{folder}: no manifest files")
