@@ -71,3 +71,14 @@ def test_case_file_refuses_symlink_escape(tmp_path):
     (tmp_path / "root" / "link.nii.gz").symlink_to(tmp_path / "secret.nii.gz")
     with pytest.raises(ManifestError, match="outside the data root"):
         case_file((tmp_path / "root").resolve(), "link.nii.gz")
+
+
+def test_default_benchmark_prefers_prepared_manifests_in_the_data_root(tmp_path, monkeypatch):
+    from harness.manifest import default_benchmark
+
+    monkeypatch.delenv("AEVAL_BENCHMARK", raising=False)
+    assert default_benchmark(tmp_path) == "a-eval"
+    (tmp_path / "manifests").mkdir()
+    assert default_benchmark(tmp_path) == str(tmp_path / "manifests")
+    monkeypatch.setenv("AEVAL_BENCHMARK", "synthetic")
+    assert default_benchmark(tmp_path) == "synthetic"
