@@ -77,19 +77,21 @@ def tile_predictor(
     mirroring because flips swap left and right organs.
     """
     autocast = settings.mixed_precision and device.type == "cuda"
-    flip_sets = [()]
+    flip_sets: list[tuple[int, ...]] = [()]
     if settings.mirror_tta:
         axes = [a + 2 for a in settings.mirror_axes]
         flip_sets = [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
 
+    def one_pass(tile: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+        if not dims:
+            return model(tile).float()
+        return torch.flip(model(torch.flip(tile, dims)).float(), dims)
+
     def predict(tile: torch.Tensor) -> torch.Tensor:
-        total = torch.zeros(())
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=autocast):
-            for dims in flip_sets:
-                x = torch.flip(tile, dims) if dims else tile
-                y = model(x).float()
-                y = torch.flip(y, dims) if dims else y
-                total = y if not total.ndim else total.add_(y)
+            total = one_pass(tile, flip_sets[0])
+            for dims in flip_sets[1:]:
+                total += one_pass(tile, dims)
         return total / len(flip_sets) if len(flip_sets) > 1 else total
 
     return predict
