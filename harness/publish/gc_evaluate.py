@@ -1,0 +1,254 @@
+"""`harness gc-evaluate`: the harness as a Grand-Challenge evaluation container.
+
+The platform runs it once per submission with:
+- /input/predictions.json: one entry per algorithm job, in no particular order
+  (`{"pk": <uuid>, "inputs": [{"interface": {...}, "image": {"pk", "name"}}, ...], "outputs": [...],
+  "status": "Succeeded", ...}`), and each job's files under /input/<job pk>/output/<relative path>/;
+- the ground-truth tarball extracted to /opt/ml/input/data/ground_truth/ (see gc_ground_truth.py).
+It writes /output/metrics.json (gc_metrics.schema.json): `results` (one entry per ground-truth case)
+and `aggregates` with every leaderboard number at a stable dotted path: aggregates.dice.mean and
+aggregates.nsd.mean (the All mean of the paper's tables), aggregates.ct.dice, aggregates.mr.nsd,
+aggregates.<test set>.dice, aggregates.<test set>.organs.<organ>.dice, aggregates.organs.<organ>.nsd.
+
+One bad job never stops the evaluation: a case whose job is missing, failed, unreadable, on the
+wrong grid or of the wrong pixel type scores 0 for every organ and is listed with the reason, and a
+job that matches no ground truth is listed under `unmatched_jobs`. The numbers are computed by the
+same code as `harness run` (score_files, summarize_dataset, aggregate), so a submission scores the
+same locally and on the platform. Only a broken ground truth or an unreadable predictions.json
+stops it (exit 2): then no score would mean anything.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from harness import __version__
+from harness.errors import HarnessError
+from harness.jsonio import read_json, validate, write_json_atomic
+from harness.labelmap import LabelMapping
+from harness.publish import bootstrap
+from harness.publish.gc_ground_truth import GroundTruth, GroundTruthCase, load_ground_truth
+from harness.results import RANKED_METRICS, ResultsStore, failed_record
+from harness.scoring import CaseJob, ScoreSettings
+from harness.scoring_pool import ScoringPool
+from harness.taxonomy import load_taxonomy
+
+PREDICTIONS_NAME = "predictions.json"
+METRICS_NAME = "metrics.json"
+#: Image files Grand-Challenge stores for an image output (.mhd comes with its .raw/.zraw).
+OUTPUT_IMAGE_SUFFIXES = (".mha", ".mhd", ".tif", ".tiff")
+_SAFE_PK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+class PredictionsError(HarnessError):
+    """predictions.json is missing or is not a list of jobs: nothing can be evaluated."""
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What the evaluation knows about one ground-truth case before scoring it."""
+
+    case: GroundTruthCase
+    pk: str | None = None
+    prediction: Path | None = None
+    failure: tuple[str, str] | None = None  # (kind, message) when there is nothing to score
+
+
+def read_predictions(input_dir: Path) -> list[dict]:
+    path = Path(input_dir) / PREDICTIONS_NAME
+    if not path.is_file():
+        raise PredictionsError(f"{path} does not exist: the platform writes it; locally, lay out the input as "
+                               "containers/evaluation/README.md shows")
+    jobs = read_json(path)
+    if not isinstance(jobs, list) or not all(isinstance(j, dict) for j in jobs):
+        raise PredictionsError(f"{path}: expected a JSON list of job objects, got {type(jobs).__name__}")
+    return jobs
+
+
+def input_image_names(job: dict) -> list[str]:
+    """The original names of a job's input images (`inputs[].image.name`)."""
+    names = []
+    for entry in job.get("inputs") or []:
+        image = entry.get("image") if isinstance(entry, dict) else None
+        if isinstance(image, dict) and isinstance(image.get("name"), str):
+            names.append(image["name"])
+    return names
+
+
+def _declared_outputs(job: dict) -> list[str]:
+    paths = []
+    for entry in job.get("outputs") or []:
+        interface = entry.get("interface") if isinstance(entry, dict) else None
+        if isinstance(interface, dict) and isinstance(interface.get("relative_path"), str):
+            paths.append(interface["relative_path"])
+    return paths
+
+
+def find_output(*, input_dir: Path, job: dict, pk: str, relative_path: str,
+                case_id: str) -> tuple[Path | None, tuple[str, str] | None]:
+    """The job's one output image under /input/<pk>/output/<relative_path>/, or why there is none."""
+    folder = Path(input_dir) / pk / "output" / relative_path
+    entries = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    images = [p for p in entries if p.name.lower().endswith(OUTPUT_IMAGE_SUFFIXES)]
+    if not images:
+        declared = _declared_outputs(job)
+        hint = f" (the job declares outputs {', '.join(declared)})" if declared else ""
+        found = f"; it holds {', '.join(p.name for p in entries[:5])}" if entries else ""
+        return None, ("missing_prediction", f"case {case_id}: job {pk}: no .mha/.tif image in "
+                                            f"{pk}/output/{relative_path}{found}{hint}")
+    if len(images) > 1:
+        return None, ("too_many_outputs", f"case {case_id}: job {pk}: Only 1 image should be produced in "
+                                          f"'{relative_path}', found {', '.join(p.name for p in images[:5])}")
+    return images[0], None
+
+
+def assign_jobs(jobs: list[dict], *, ground_truth: GroundTruth, input_dir: Path,
+                relative_path: str) -> tuple[dict[tuple[str, str], Assignment], list[dict]]:
+    """Map every ground-truth case to its job (or to why it has none); list jobs that match no case.
+
+    Jobs are taken in pk order, so which of two jobs for the same image counts never depends on the
+    order of predictions.json.
+    """
+    assigned: dict[tuple[str, str], Assignment] = {}
+    unmatched: list[dict] = []
+    for job in sorted(jobs, key=lambda j: str(j.get("pk"))):
+        pk, names = str(job.get("pk")), input_image_names(job)
+        matches = ground_truth.match(names)
+        if not matches:
+            unmatched.append({"pk": pk, "image_names": names,
+                              "reason": "no input image name is in the ground truth index" if names
+                              else "the job has no input image"})
+            continue
+        if len(matches) > 1:
+            unmatched.append({"pk": pk, "image_names": names, "reason": "its input images match several cases: "
+                              + ", ".join(f"{m.test_set}/{m.case_id}" for m in matches)})
+            continue
+        case = matches[0]
+        key = (case.test_set, case.case_id)
+        if key in assigned:
+            unmatched.append({"pk": pk, "image_names": names,
+                              "reason": f"case {case.test_set}/{case.case_id} is already scored from job "
+                                        f"{assigned[key].pk}"})
+            continue
+        assigned[key] = _assignment(job, pk=pk, case=case, input_dir=input_dir, relative_path=relative_path)
+    for case in ground_truth.cases:
+        assigned.setdefault((case.test_set, case.case_id), Assignment(case=case, failure=(
+            "missing_prediction", f"case {case.case_id}: no algorithm job has input image {case.image_name}")))
+    return assigned, unmatched
+
+
+def _assignment(job: dict, *, pk: str, case: GroundTruthCase, input_dir: Path, relative_path: str) -> Assignment:
+    status = job.get("status", "Succeeded")
+    if status != "Succeeded":
+        detail = job.get("error_message") or ""
+        return Assignment(case=case, pk=pk, failure=("job_failed", f"case {case.case_id}: job {pk} has status "
+                                                                   f"{status!r}{': ' + str(detail) if detail else ''}"))
+    if not _SAFE_PK.match(pk):
+        return Assignment(case=case, pk=pk, failure=("invalid_job", f"case {case.case_id}: job pk {pk!r} is not a "
+                                                                    "plain identifier; its files are not read"))
+    prediction, failure = find_output(input_dir=input_dir, job=job, pk=pk, relative_path=relative_path,
+                                      case_id=case.case_id)
+    return Assignment(case=case, pk=pk, prediction=prediction, failure=failure)
+
+
+def score_assignments(assigned: dict[tuple[str, str], Assignment], *, ground_truth: GroundTruth,
+                      pred_mapping: LabelMapping, settings: ScoreSettings, workers: int) -> ResultsStore:
+    """Score every assignment with a prediction; failures become failed records (0 for every organ)."""
+    organs = list(load_taxonomy().organ_names)
+    store = ResultsStore(path=Path(METRICS_NAME), benchmark=ground_truth.benchmark, settings=settings.to_document(),
+                         organs=organs, manifests={m.key: m for m in ground_truth.manifests})
+    for note in pred_mapping.notes():
+        store.add_note(f"predictions: {note}")
+    with ScoringPool(workers=workers, on_record=lambda key, record: store.add(key, record, write=False)) as pool:
+        for (key, case_id), assignment in sorted(assigned.items()):
+            if assignment.failure is not None:
+                kind, message = assignment.failure
+                store.add(key, failed_record(case_id, kind=kind, message=message, organs=organs,
+                                             metrics=settings.metrics), write=False)
+                continue
+            pool.submit(key, CaseJob(case_id=case_id, gt_path=assignment.case.label, pred_path=assignment.prediction,
+                                     gt_mapping=ground_truth.mappings[key], pred_mapping=pred_mapping,
+                                     settings=settings, gc_output=True))
+    return store
+
+
+def _case_mean(record: dict, metric: str) -> float | None:
+    values = [v[metric] for v in record["metrics"].values() if v.get(metric) is not None]
+    return float(np.mean(values)) if values else None
+
+
+def metrics_document(results: dict, *, assigned: dict[tuple[str, str], Assignment], unmatched: list[dict],
+                     n_jobs: int, label_map: str, relative_path: str, resamples: int, seed: int) -> dict:
+    """Grand-Challenge's metrics.json from a results document: per-case results, dotted aggregates."""
+    datasets, groups = results["datasets"], results["aggregates"]
+    entries, replicates = [], {m: [] for m in RANKED_METRICS}
+    organs = list(load_taxonomy().organ_names)
+    aggregates: dict = {}
+    for key, dataset in datasets.items():
+        for record in dataset["cases"]:
+            assignment = assigned[(key, record["case_id"])]
+            entries.append({"pk": assignment.pk, "image_name": assignment.case.image_name, "test_set": key,
+                            "case_id": record["case_id"], "status": record["status"],
+                            "error_kind": record["error_kind"], "error": record["error"],
+                            **{m: _case_mean(record, m) for m in RANKED_METRICS}, "metrics": record["metrics"]})
+        for metric in RANKED_METRICS:
+            matrix = bootstrap.case_matrix(dataset["cases"], organs=organs, metric=metric)
+            replicates[metric].append(bootstrap.replicates(matrix, resamples=resamples,
+                                                           rng=bootstrap.seeded_rng(seed, "gc", key, metric)))
+        aggregates[key] = {"dataset": dataset["dataset"], "modality": dataset["modality"],
+                           "dice": dataset["dice"], "nsd": dataset["nsd"], "n_cases": dataset["n_cases"],
+                           "n_failed": dataset["n_failed"],
+                           "organs": {o: {m: v.get(m) for m in RANKED_METRICS} for o, v in dataset["organs"].items()}}
+    for metric in RANKED_METRICS:
+        low, high = (bootstrap.percentile_interval(bootstrap.group_replicates(replicates[metric]))
+                     if resamples else (None, None))
+        aggregates[metric] = {"mean": groups["all"][metric], "ci_low": low, "ci_high": high}
+    for group in ("ct", "mr", "all"):
+        aggregates[group] = {"dice": groups[group]["dice"], "nsd": groups[group]["nsd"],
+                             "test_sets": groups[group]["datasets"]}
+    aggregates["organs"] = {o: {m: _mean_or_none([d["organs"][o][m] for d in datasets.values()])
+                                for m in RANKED_METRICS} for o in organs}
+    aggregates.update({"n_cases": len(entries), "n_failed": sum(1 for e in entries if e["status"] == "failed"),
+                       "n_jobs": n_jobs, "n_unmatched_jobs": len(unmatched)})
+    return {"schema_version": 1, "harness_version": __version__, "benchmark": results["benchmark"],
+            "settings": results["settings"], "label_map": label_map, "output_relative_path": relative_path,
+            "bootstrap": {"resamples": resamples, "seed": seed, "confidence": 0.95},
+            "notes": results["notes"], "results": entries, "aggregates": aggregates, "unmatched_jobs": unmatched}
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    defined = [v for v in values if v is not None]
+    return float(np.mean(defined)) if defined else None
+
+
+def evaluate_predictions(*, input_dir: Path, ground_truth_dir: Path, output_dir: Path, pred_mapping: LabelMapping,
+                         settings: ScoreSettings, output_relative_path: str, benchmark: str | None = None,
+                         workers: int = 1, resamples: int = 1000, seed: int = 0,
+                         log: Callable[[str], None] | None = None) -> dict:
+    """Evaluate one submission; writes output_dir/metrics.json (validated, atomic) and returns it."""
+    ground_truth = load_ground_truth(ground_truth_dir, benchmark=benchmark)
+    jobs = read_predictions(input_dir)
+    assigned, unmatched = assign_jobs(jobs, ground_truth=ground_truth, input_dir=Path(input_dir),
+                                      relative_path=output_relative_path)
+    store = score_assignments(assigned, ground_truth=ground_truth, pred_mapping=pred_mapping, settings=settings,
+                              workers=workers)
+    results = store.document()
+    validate(results, "results", where="gc-evaluate results")
+    metrics = metrics_document(results, assigned=assigned, unmatched=unmatched, n_jobs=len(jobs),
+                               label_map=pred_mapping.label_map.name, relative_path=output_relative_path,
+                               resamples=resamples, seed=seed)
+    path = Path(output_dir) / METRICS_NAME
+    write_json_atomic(path, metrics, "gc_metrics")
+    path.chmod(0o644)  # atomic writes create 0600 files; the platform (or the host user) reads it as another uid
+    if log is not None:
+        for entry in metrics["results"]:
+            if entry["status"] == "failed":
+                log(f"failed: {entry['test_set']}/{entry['case_id']} ({entry['error_kind']}): {entry['error']}")
+        for job in unmatched:
+            log(f"unmatched job {job['pk']} ({', '.join(job['image_names']) or 'no image'}): {job['reason']}")
+    return metrics

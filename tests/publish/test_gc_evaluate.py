@@ -1,0 +1,143 @@
+import json
+import shutil
+
+import pytest
+
+from harness.jsonio import read_json
+from harness.labelmap import shipped_mapping
+from harness.publish.gc_evaluate import PredictionsError, evaluate_predictions
+from harness.publish.gc_ground_truth import GroundTruthError, image_stem, load_ground_truth
+from harness.scoring import ScoreSettings
+from tests.publish.conftest import run_cli
+from tests.publish.gc_layout import RELATIVE_PATH, make_gc_layout
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory):
+    return make_gc_layout(tmp_path_factory.mktemp("gc"))
+
+
+@pytest.fixture(scope="module")
+def metrics(layout):
+    code = run_cli("gc-evaluate", "--input", str(layout.input_dir), "--ground-truth", str(layout.ground_truth_dir),
+                   "--output", str(layout.output_dir), "--workers", "1", "--bootstrap", "500", "-q")
+    assert code == 0
+    return read_json(layout.output_dir / "metrics.json", "gc_metrics")
+
+
+def test_every_case_is_scored_or_failed_with_its_reason(layout, metrics):
+    results = {(r["test_set"], r["case_id"]): r for r in metrics["results"]}
+    assert set(results) == set(layout.expected)
+    for key, (status, case_dice, kind) in layout.expected.items():
+        entry = results[key]
+        assert (entry["status"], entry["error_kind"]) == (status, kind), entry["error"]
+        assert entry["dice"] == pytest.approx(case_dice)
+        assert entry["pk"] == layout.job_of_case.get(key)
+    assert results[("btcv", "img0002")]["metrics"]["kidney_left"]["dice"] == 0.0
+    assert "Time limit exceeded" in results[("amos_mr", "amos_0508")]["error"]
+    assert "origin" in results[("btcv", "img0003")]["error"]
+    assert results[("amos_mr", "amos_0510")]["pk"] is None
+
+
+def test_aggregates_at_stable_dotted_paths(metrics):
+    aggregates = metrics["aggregates"]
+    # BTCV organ means: kidney_left (1 + 0 + 0 + 0)/4, every other organ (1 + 1 + 0 + 0)/4
+    btcv = (9 * 0.5 + 0.25) / 10
+    amos_mr = 1 / 3  # one perfect case of three
+    assert aggregates["btcv"]["dice"] == pytest.approx(btcv)
+    assert aggregates["btcv"]["organs"]["kidney_left"]["dice"] == pytest.approx(0.25)
+    assert aggregates["amos_mr"]["nsd"] == pytest.approx(amos_mr)
+    assert aggregates["ct"]["dice"] == pytest.approx(btcv) and aggregates["mr"]["dice"] == pytest.approx(amos_mr)
+    assert aggregates["dice"]["mean"] == pytest.approx((btcv + amos_mr) / 2)
+    assert aggregates["all"]["dice"] == aggregates["dice"]["mean"]
+    assert aggregates["nsd"]["ci_low"] <= aggregates["nsd"]["mean"] <= aggregates["nsd"]["ci_high"]
+    assert aggregates["organs"]["kidney_left"]["dice"] == pytest.approx((0.25 + amos_mr) / 2)
+    assert (aggregates["n_cases"], aggregates["n_failed"], aggregates["n_jobs"], aggregates["n_unmatched_jobs"]) == \
+        (7, 4, 7, 1)
+    for path in ("dice.mean", "nsd.mean", "ct.dice", "mr.nsd", "btcv.dice", "amos_mr.organs.liver.nsd"):
+        value = aggregates
+        for part in path.split("."):
+            value = value[part]
+        assert isinstance(value, float), path
+
+
+def test_unmatched_jobs_are_listed_and_nothing_is_nan(layout, metrics):
+    assert [j["pk"] for j in metrics["unmatched_jobs"]] == layout.unmatched_pks
+    assert metrics["unmatched_jobs"][0]["image_names"] == ["not-in-the-archive.mha"]
+    text = (layout.output_dir / "metrics.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+
+
+def test_same_numbers_whatever_the_job_order_and_workers(layout, metrics, tmp_path):
+    shuffled = tmp_path / "input"
+    shutil.copytree(layout.input_dir, shuffled)
+    jobs = json.loads((shuffled / "predictions.json").read_text())
+    (shuffled / "predictions.json").write_text(json.dumps(jobs[::-1]))
+    again = evaluate_predictions(input_dir=shuffled, ground_truth_dir=layout.ground_truth_dir,
+                                 output_dir=tmp_path / "out", pred_mapping=shipped_mapping("a-eval"),
+                                 settings=ScoreSettings(), output_relative_path=RELATIVE_PATH, workers=2,
+                                 resamples=500)
+    assert again["aggregates"] == metrics["aggregates"]
+    assert [r["case_id"] for r in again["results"]] == [r["case_id"] for r in metrics["results"]]
+
+
+def test_duplicate_jobs_for_one_case_keep_the_first_pk(layout, tmp_path):
+    shutil.copytree(layout.input_dir, tmp_path / "input")
+    jobs = json.loads((tmp_path / "input" / "predictions.json").read_text())
+    original = next(j for j in jobs if j["pk"] == layout.job_of_case[("btcv", "img0001")])
+    twin = json.loads(json.dumps(original))
+    twin["pk"] = "ffffffff-0000-4000-8000-000000000000"  # sorts last: jobs are taken in pk order
+    jobs.append(twin)
+    (tmp_path / "input" / "predictions.json").write_text(json.dumps(jobs))
+    result = evaluate_predictions(input_dir=tmp_path / "input", ground_truth_dir=layout.ground_truth_dir,
+                                  output_dir=tmp_path / "out", pred_mapping=shipped_mapping("a-eval"),
+                                  settings=ScoreSettings(), output_relative_path=RELATIVE_PATH, resamples=0)
+    case = next(r for r in result["results"] if r["case_id"] == "img0001")
+    assert case["pk"] == original["pk"] and case["status"] == "ok"
+    dropped = [j for j in result["unmatched_jobs"] if j["pk"] == twin["pk"]]
+    assert dropped and "already scored" in dropped[0]["reason"]
+    assert result["aggregates"]["dice"]["ci_low"] is None  # --bootstrap 0
+
+
+def test_wrong_output_socket_fails_cases_with_a_hint(layout, tmp_path):
+    result = evaluate_predictions(input_dir=layout.input_dir, ground_truth_dir=layout.ground_truth_dir,
+                                  output_dir=tmp_path, pred_mapping=shipped_mapping("a-eval"),
+                                  settings=ScoreSettings(metrics=("dice", "nsd")),
+                                  output_relative_path="images/liver-segmentation", resamples=0)
+    assert result["aggregates"]["dice"]["mean"] == 0.0
+    missing = next(r for r in result["results"] if r["case_id"] == "img0001")
+    assert missing["error_kind"] == "missing_prediction"
+    assert f"declares outputs {RELATIVE_PATH}" in missing["error"]
+
+
+def test_a_broken_ground_truth_or_input_stops_the_evaluation(layout, tmp_path):
+    with pytest.raises(PredictionsError, match="predictions.json does not exist"):
+        evaluate_predictions(input_dir=tmp_path, ground_truth_dir=layout.ground_truth_dir, output_dir=tmp_path,
+                             pred_mapping=shipped_mapping("a-eval"), settings=ScoreSettings(),
+                             output_relative_path=RELATIVE_PATH)
+    with pytest.raises(GroundTruthError, match="ground truth of benchmark 'gc-test', not 'a-eval'"):
+        load_ground_truth(layout.ground_truth_dir, benchmark="a-eval")
+    with pytest.raises(GroundTruthError, match="no ground_truth.json"):
+        load_ground_truth(tmp_path)
+    broken = tmp_path / "gt"
+    shutil.copytree(layout.ground_truth_dir, broken)
+    index = json.loads((broken / "ground_truth.json").read_text())
+    index["cases"][1]["image_name"] = index["cases"][0]["image_name"].replace(".nii.gz", ".mha")
+    (next(broken.glob("labels/amos_mr/*"))).unlink()
+    (broken / "ground_truth.json").write_text(json.dumps(index))
+    with pytest.raises(GroundTruthError, match=r"image names must be unique.*label file labels/amos_mr/.* is missing"):
+        load_ground_truth(broken)
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_ground_truth_index_as_the_organizer_builds_it(layout):
+    ground_truth = load_ground_truth(layout.ground_truth_dir, benchmark="gc-test")
+    assert [m.key for m in ground_truth.manifests] == ["btcv", "amos_mr"]
+    assert len(ground_truth.cases) == 7
+    names = [c.image_name for c in ground_truth.cases]
+    assert all(n.endswith(".nii.gz") and "img" not in n and "amos" not in n for n in names)  # opaque
+    first = ground_truth.cases[0]
+    assert ground_truth.match([first.image_name]) == [first]
+    assert ground_truth.match([image_stem(first.image_name) + ".mha"]) == [first]
+    assert ground_truth.match(["other.mha"]) == []
+    assert image_stem("a.b.nii.gz") == "a.b" and image_stem("x.tif") == "x" and image_stem("noext") == "noext"
