@@ -36,6 +36,7 @@ _RC = {"svg.fonttype": "none", "svg.hashsalt": "a-eval", "font.size": 9, "axes.t
 _HEAT = colormaps["viridis"]
 _MISSING_COLOR = "#d9d9d9"
 _GROUP_COLORS = {"ct": "#4c72b0", "mr": "#dd8452", "all": "#8c8c8c"}
+_PAGE_IN = 13.5  # width of the report's content column, in inches at the page's scale
 
 
 def submission_colors(n: int) -> list[str]:
@@ -123,12 +124,13 @@ def case_boxplots(document: dict, *, metric: str, prefix: str) -> str:
     keys = [t["key"] for t in document["test_sets"]]
     entries = document["submissions"]
     colors = submission_colors(len(entries))
-    ncols = min(4, max(1, len(keys)))
+    panel_width = max(2.2, 0.45 * len(entries) + 0.6)
+    ncols = max(1, min(4, len(keys), int(_PAGE_IN // (panel_width + 0.25))))  # many submissions: fewer columns
     nrows = max(1, int(np.ceil(len(keys) / ncols)))
     legend_rows = int(np.ceil(len(entries) / 3))
     jitter = np.random.default_rng(0)
     with rc_context(_RC):
-        fig, axes = _grid(rows=nrows, cols=ncols, panel_in=(max(2.2, 0.45 * len(entries) + 0.6), 2.1),
+        fig, axes = _grid(rows=nrows, cols=ncols, panel_in=(panel_width, 2.1),
                           gap_in=(0.25, 0.5), margins_in=(0.7, 0.15, 0.5 + 0.22 * legend_rows, 0.3))
         for index, (ax, key) in enumerate(zip(axes, keys)):
             data, positions, used = [], [], []
@@ -170,9 +172,11 @@ def ct_vs_mr(document: dict, *, prefix: str) -> str:
     entries = document["submissions"]
     groups = [g for g in ("ct", "mr", "all") if document["groups"][g]]
     width = 0.8 / max(1, len(groups))
+    panel_width = max(3.2, 0.85 * len(entries) + 0.6)
+    stacked = 2 * panel_width + 1.2 > _PAGE_IN  # side by side only while both fit the page's width
     with rc_context(_RC):
-        fig, axes = _grid(rows=1, cols=len(RANKED_METRICS), panel_in=(max(3.2, 0.85 * len(entries) + 0.6), 2.4),
-                          gap_in=(0.3, 0), margins_in=(0.7, 0.15, 1.1, 0.6))
+        fig, axes = _grid(rows=len(RANKED_METRICS) if stacked else 1, cols=1 if stacked else len(RANKED_METRICS),
+                          panel_in=(panel_width, 2.4), gap_in=(0.3, 1.2), margins_in=(0.7, 0.15, 1.1, 0.6))
         for ax, metric in zip(axes, RANKED_METRICS):
             for g_index, group in enumerate(groups):
                 offset = (g_index - (len(groups) - 1) / 2) * width
@@ -191,7 +195,7 @@ def ct_vs_mr(document: dict, *, prefix: str) -> str:
             ax.set_xticks(range(len(entries)), [_short(e["name"], 18) for e in entries], rotation=25, ha="right")
             ax.set_xlim(-0.6, len(entries) - 0.4)
             ax.set_ylim(0, 105)
-            ax.set_yticks([0, 25, 50, 75, 100], None if ax is axes[0] else [])
+            ax.set_yticks([0, 25, 50, 75, 100], None if ax is axes[0] or stacked else [])
             ax.set_title(f"{METRIC_TITLES[metric]} (%)")
             ax.grid(axis="y", color="#e5e5e5", linewidth=0.6)
             ax.set_axisbelow(True)

@@ -25,9 +25,9 @@ CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-st
 
 
 def find_chromium() -> str | None:
-    """$AEVAL_CHROMIUM, else the first Chromium-like browser on PATH."""
+    """$AEVAL_CHROMIUM (if it is an executable), else the first Chromium-like browser on PATH."""
     if os.environ.get("AEVAL_CHROMIUM"):
-        return os.environ["AEVAL_CHROMIUM"]
+        return shutil.which(os.environ["AEVAL_CHROMIUM"])
     return next((path for name in CANDIDATES if (path := shutil.which(name))), None)
 
 
