@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     board = subparsers.add_parser(
         "leaderboard", help="merge several results.json into one leaderboard (JSON, CSV, Markdown, HTML)",
         description="Merge results.json files of one benchmark into a leaderboard: the paper's tables (Dice, NSD, "
-                    "CT/MR/All means), two rankings, bootstrap 95%% intervals over cases, and a static HTML report.")
+                    "CT/MR/All means), two rankings, bootstrap 95% intervals over cases, and a static HTML report.")
     board.add_argument("results", nargs="+", metavar="RESULTS.json",
                        help="results.json of each submission; LABEL=path shows it under LABEL")
     board.add_argument("--out", required=True, type=Path,
@@ -82,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gc.add_argument("--bootstrap", type=_non_negative_int, default=1000, metavar="N",
                     help="bootstrap resamples for the headline intervals; 0 for none (default 1000)")
     gc.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
-    gc.add_argument("-q", "--quiet", action="store_true", help="print only problems and the final line")
+    gc.add_argument("-q", "--quiet", action="store_true", help="print only the final line, not each failed case and unmatched job")
     gc.set_defaults(publish_command=run_gc_evaluate)
 
 

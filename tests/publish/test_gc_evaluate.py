@@ -141,3 +141,17 @@ def test_ground_truth_index_as_the_organizer_builds_it(layout):
     assert ground_truth.match([image_stem(first.image_name) + ".mha"]) == [first]
     assert ground_truth.match(["other.mha"]) == []
     assert image_stem("a.b.nii.gz") == "a.b" and image_stem("x.tif") == "x" and image_stem("noext") == "noext"
+
+
+def test_nnunet_policy_writes_null_not_nan(layout, tmp_path):
+    assert run_cli("gc-evaluate", "--input", str(layout.input_dir), "--ground-truth", str(layout.ground_truth_dir),
+                   "--output", str(tmp_path), "--empty-policy", "nnunet", "--metrics", "dice", "--workers", "1",
+                   "--bootstrap", "0", "-q") == 0
+    metrics = read_json(tmp_path / "metrics.json", "gc_metrics")
+    assert metrics["settings"] == {"empty_policy": "nnunet", "metrics": ["dice", "nsd"]}  # nsd always scored
+    perfect = next(r for r in metrics["results"] if r["case_id"] == "img0001")
+    assert perfect["metrics"]["gallbladder"]["dice"] is None  # absent from both: undefined, not 1
+    assert perfect["dice"] == 1.0  # the mean over the organs that are defined
+    # BTCV with nan-means: painted organs (1 + 1 + 0 + 0)/4 and kidney_left 1/4; absent organs only 0s
+    assert metrics["aggregates"]["btcv"]["organs"]["gallbladder"]["dice"] == 0.0
+    assert "NaN" not in (tmp_path / "metrics.json").read_text()
