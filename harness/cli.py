@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_prepare(data_sub)
 
+    from harness.publish.cli import register as register_publish
+
+    register_publish(sub)
+
     maps = sub.add_parser("label-maps", help="list shipped label maps, or show how one maps to benchmark organs")
     maps.add_argument("name", nargs="?", help="a shipped name, JSON file or inline JSON")
     return parser
@@ -142,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
+        if getattr(args, "publish_command", None) is not None:  # leaderboard, gc-evaluate
+            return args.publish_command(args)
         from harness import commands
 
         return getattr(commands, f"cmd_{args.command.replace('-', '_')}")(args)

@@ -108,6 +108,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be read by others (web servers, colleagues)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
