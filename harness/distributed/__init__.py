@@ -1,0 +1,11 @@
+"""Scale-out: run submissions across many (GPU) machines on Dask, with the sandbox and results of a local run.
+
+- `cli`: the `--scheduler ADDRESS` / `--cluster local:N` flags of `harness run` and `run_distributed`;
+- `cluster`: connect to a scheduler, or start a local cluster on 127.0.0.1;
+- `runner`: the client: one task per (image, case), scoring as CPU tasks, the one writer of results;
+- `worker`: the tasks, and what each worker checks before running anything (engine, image id, data);
+- `datacheck`: the data root verified against the manifest, once per node;
+- `errors`: what a worker raises for the client to act upon.
+
+See docs/scale_out.md for the Slurm (dask-jobqueue) and GPU-server setups.
+"""

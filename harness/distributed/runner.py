@@ -1,0 +1,333 @@
+"""The client of a distributed run: one Dask task per (image, case), one writer of results.json.
+
+The client resolves the submission on a worker, then submits one container task per case
+(Grand-Challenge protocol; one per test set for FLARE) with a worker resource (`GPU` on GPU runs,
+`CONTAINER` otherwise, so a worker runs one container per GPU or at a time), and for each
+prediction a scoring task that needs no resource (a CPU task). Workers write predictions and logs
+to OUT (shared storage); case records come back to the client, which alone writes results.json,
+atomically, after every case. A case is added once: a rerun skips finished cases (as a local run
+does), and a task that ran twice (a worker presumed dead, a restarted client) adds nothing.
+
+Failures of the infrastructure, not of the submission:
+- a worker dies mid-task: Dask reruns the task on another worker (up to
+  `distributed.scheduler.allowed-failures` times; after that the case is reported as not run);
+- a worker cannot run tasks (no Docker engine, other data, another image): its task is submitted
+  again, restricted to the other workers, and that worker gets no more tasks of this run;
+- a worker cannot read the image tarball: the client ships it there, in chunks, and retries;
+- the scheduler or the client dies: finished cases are in results.json; rerun to resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.distributed import worker as tasks
+from harness.distributed.datacheck import DataExpectation, build_expectation
+from harness.distributed.errors import ImageNotAvailable, WorkerError
+from harness.distributed.worker import FlareSetTask, GcCaseTask, ImageSource, ResolveTask, ScoreTask
+from harness.errors import DockerUnavailable, HarnessError
+from harness.manifest import Manifest, case_file, load_benchmark
+from harness.results import ResultsStore
+from harness.runner import engine
+from harness.runner.images import check_tarball, inspect_image
+from harness.runner.run import (ContainerResult, ResolvedSubmission, RunRequest, failed_case_record, finish,
+                                open_store, score_job, select_cases)
+from harness.runner.sandbox import SandboxPolicy
+
+CONTAINER_RESOURCE = "CONTAINER"
+GPU_RESOURCE = "GPU"
+SHIP_CHUNK_BYTES = 64 * 1024**2
+#: How long the client waits for a worker offering the run's resource before giving up (seconds).
+WORKER_WAIT_ENV = "AEVAL_WORKER_WAIT"
+
+
+def container_resources(policy: SandboxPolicy) -> dict[str, int]:
+    """Worker resources one container task holds: its GPUs on GPU runs, one container slot otherwise."""
+    if policy.gpus is None:
+        return {CONTAINER_RESOURCE: 1}
+    return {GPU_RESOURCE: 1 if policy.gpus == "all" else int(policy.gpus)}
+
+
+def prepare_image(request: RunRequest) -> ImageSource:
+    """The tarball workers load: --image-tar as given, or `docker save` of --image into OUT/images/ once."""
+    if request.image_tar is not None:
+        path = Path(request.image_tar).resolve()
+        info = check_tarball(path)
+        return ImageSource(config_digest=info.config_digest, tar_path=path, tar_size=path.stat().st_size)
+    try:
+        client = engine.connect()
+    except DockerUnavailable as exc:
+        raise HarnessError(f"--image {request.image} with --scheduler/--cluster: the client saves the image from its "
+                           f"own Docker engine, and none answers ({exc}); pass --image-tar FILE instead") from None
+    image = inspect_image(client, request.image)
+    folder = request.out_dir / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{image.image_id.split(':')[-1]}.tar"
+    if not target.is_file():
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            with open(partial, "wb") as handle:
+                for chunk in client.images.get(image.image_id).save(named=False):
+                    handle.write(chunk)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+    info = check_tarball(target)
+    return ImageSource(config_digest=info.config_digest, tar_path=target, tar_size=target.stat().st_size,
+                       image_id=image.image_id)
+
+
+@dataclass
+class _Task:
+    kind: str  # "resolve", "case", "set" or "score"
+    fn: Callable
+    arg: Any
+    key: str = ""  # test set
+    label: str = ""  # case id, or "set"
+    attempt: int = 0
+
+
+class DistributedRun:
+    def __init__(self, request: RunRequest, dask_client, *, progress: Callable[[str, int, int], None] | None = None,
+                 say: Callable[[str], None] | None = None) -> None:
+        self.request = request
+        self.dask = dask_client
+        self._progress = progress
+        self._say = say or (lambda text: None)
+        self.manifests = load_benchmark(request.benchmark, keys=request.datasets)
+        for manifest in self.manifests:
+            manifest.check_complete()
+        self.resources = container_resources(request.policy)
+        self._session = uuid.uuid4().hex[:8]
+        self._excluded: dict[str, str] = {}  # worker address -> why it gets no task of this run
+        self._ships: dict[str, int] = {}
+        self._pending: dict[Any, _Task] = {}
+        self._recorded: set[tuple[str, str]] = set()
+        self._lost: list[str] = []
+        self._counts: dict[str, dict[str, int]] = {}
+        self._data: dict[str, DataExpectation] = {}
+        self.source = prepare_image(request)
+        self.wait_for_workers()
+        self.submission = self._resolve()
+        self.source = dataclasses.replace(self.source, image_id=self.submission.image.image_id)
+        self.store: ResultsStore = open_store(request, self.submission, self.manifests)
+
+    # -- workers -------------------------------------------------------------------------------------
+    def _workers(self) -> dict[str, dict]:
+        return self.dask.scheduler_info(n_workers=-1)["workers"]
+
+    def _offers(self, info: dict) -> bool:
+        resources = info.get("resources") or {}
+        return all(resources.get(name, 0) >= amount for name, amount in self.resources.items())
+
+    def container_workers(self) -> list[str]:
+        return [address for address, info in self._workers().items()
+                if self._offers(info) and address not in self._excluded]
+
+    def wait_for_workers(self) -> list[str]:
+        """The workers that can run container tasks, waiting (AEVAL_WORKER_WAIT s, default 120) for one."""
+        deadline = time.monotonic() + float(os.environ.get(WORKER_WAIT_ENV, "120"))
+        while not (workers := self.container_workers()):
+            if time.monotonic() > deadline:
+                raise HarnessError(self._no_worker_message())
+            time.sleep(0.5)
+        return workers
+
+    def _no_worker_message(self) -> str:
+        wanted = ",".join(f"{k}={v}" for k, v in self.resources.items())
+        text = (f"no Dask worker offers the resource {wanted} that this run's container tasks need: start workers "
+                f"with `dask worker SCHEDULER --resources {wanted}` (GPU runs: one worker per GPU, GPU=1)")
+        if self._excluded:
+            text += "; workers left out of this run: " + "; ".join(f"{a}: {why}" for a, why in self._excluded.items())
+        return text
+
+    def _exclude(self, worker: str, why: str) -> None:
+        if worker not in self._excluded:
+            self._excluded[worker] = why
+            self._say(f"worker {worker} gets no more tasks of this run: {why}")
+
+    # -- submission ----------------------------------------------------------------------------------
+    def _submit(self, task: _Task):
+        kwargs: dict[str, Any] = {"key": f"aeval-{task.kind}-{self._session}-{task.key}-{task.label}-{task.attempt}",
+                                  "pure": False}
+        if task.kind == "score":
+            kwargs["priority"] = 10  # scoring first: records reach results.json as soon as possible
+            if self._excluded:
+                kwargs["workers"] = [a for a in self._workers() if a not in self._excluded] or None
+        else:
+            kwargs["resources"] = self.resources
+            if self._excluded:
+                kwargs["workers"] = self.wait_for_workers()
+        if kwargs.get("workers"):
+            kwargs["allow_other_workers"] = False
+        future = self.dask.submit(task.fn, task.arg, **kwargs)
+        self._pending[future] = task
+        return future
+
+    def _recover(self, error: WorkerError, task: _Task) -> None:
+        """Make the task runnable again: ship the image, or leave the worker out. Raises if neither helps."""
+        if not error.worker:
+            raise error
+        if isinstance(error, ImageNotAvailable) and self._ships.get(error.worker, 0) < 2:
+            self._ships[error.worker] = self._ships.get(error.worker, 0) + 1
+            try:
+                self._ship(error.worker)
+            except Exception as exc:  # the worker died or cannot take it: the others will
+                self._exclude(error.worker, f"could not ship the image tarball to it ({exc})")
+        else:
+            self._exclude(error.worker, str(error))
+        task.attempt += 1
+
+    def _ship(self, worker: str) -> None:
+        """Send the tarball to one worker in chunks (no registry, no shared path), then load it there."""
+        source = self.source
+        self._say(f"shipping the image tarball ({source.tar_size / 1024**2:.0f} MiB) to worker {worker}")
+        pinned = {"workers": [worker], "allow_other_workers": False, "pure": False}
+        offset = 0
+        with open(source.tar_path, "rb") as handle:
+            while chunk := handle.read(SHIP_CHUNK_BYTES):
+                [data] = self.dask.scatter([chunk], workers=[worker], hash=False)
+                offset = self.dask.submit(tasks.receive_chunk, source, offset, data, **pinned).result(timeout=600)
+                del data
+        self.dask.submit(tasks.load_received, source, **pinned).result(timeout=1800)
+
+    def _resolve(self) -> ResolvedSubmission:
+        task = _Task("resolve", tasks.resolve, ResolveTask(self.source, self.request), key="image", label="resolve")
+        while True:
+            future = self._submit(task)
+            try:
+                submission = future.result()
+            except WorkerError as error:
+                self._pending.pop(future, None)
+                self._recover(error, task)
+                continue
+            self._pending.pop(future, None)
+            break
+        request = self.request
+        reference = request.image or f"{Path(request.image_tar).name} ({self.source.config_digest[:19]})"
+        return dataclasses.replace(submission, image=dataclasses.replace(submission.image, reference=reference))
+
+    # -- the run -------------------------------------------------------------------------------------
+    def execute(self) -> dict:
+        from distributed import wait
+
+        try:
+            for manifest in self.manifests:
+                self._submit_test_set(manifest)
+            idle_since = time.monotonic()
+            while self._pending:
+                try:
+                    done = wait(list(self._pending), timeout=2, return_when="FIRST_COMPLETED").done
+                except TimeoutError:
+                    done = set()
+                except Exception:  # distributed's FuturesCancelledError: the scheduler went away
+                    raise self._lost_scheduler() from None
+                for future in done:
+                    self._handle(future)
+                if done:
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since > 10:
+                    self._check_workers(idle_since)
+        finally:
+            if self._pending:  # an error or Ctrl-C: stop the tasks not started; finished cases are saved
+                try:
+                    self.dask.cancel(list(self._pending))
+                except Exception:  # the scheduler is gone: nothing to cancel
+                    pass
+        document = finish(self.store, self.request.out_dir)
+        if self._lost:
+            raise HarnessError(f"{len(self._lost)} case(s) were not run because their task killed workers repeatedly "
+                               f"({'; '.join(self._lost[:3])}); finished cases are saved in "
+                               f"{self.request.out_dir / 'results.json'}: rerun the same command to retry them")
+        return document
+
+    def _submit_test_set(self, manifest: Manifest) -> None:
+        selected, todo = select_cases(manifest, self.store, self.request)
+        self._counts[manifest.key] = {"done": len(selected) - len(todo), "total": len(selected)}
+        self._tick(manifest.key, 0)
+        if not todo:
+            return
+        data = self._data[manifest.key] = build_expectation(self.request.data_root, manifest, todo)
+        sub, request = self.submission, self.request
+        if sub.protocol == "gc":
+            for case in todo:
+                self._submit(_Task("case", tasks.run_case, GcCaseTask(
+                    image=self.source, policy=request.policy, key=manifest.key, case_id=case.case_id,
+                    image_relative=case.image, socket=manifest.input_socket,
+                    output_relative_path=sub.output_relative_path, out_dir=request.out_dir,
+                    model_dir=request.model_dir, data=data), key=manifest.key, label=case.case_id))
+        else:
+            self._submit(_Task("set", tasks.run_set, FlareSetTask(
+                image=self.source, policy=request.policy, key=manifest.key, command=sub.flare_command,
+                cases=tuple((c.case_id, c.image) for c in todo), out_dir=request.out_dir,
+                model_dir=request.model_dir, data=data), key=manifest.key, label="set"))
+
+    def _handle(self, future) -> None:
+        from distributed.scheduler import KilledWorker
+
+        task = self._pending.pop(future)
+        if future.status == "finished":
+            result = future.result()
+            if task.kind == "score":
+                self._add(task.key, result)
+            elif task.kind == "case":
+                self._container_done(task.key, result)
+            else:
+                for item in result:
+                    self._container_done(task.key, item)
+            return
+        if future.status == "cancelled":
+            raise self._lost_scheduler()
+        error = future.exception()
+        if isinstance(error, KilledWorker):
+            self._lost.append(f"{task.key}/{task.label}: {error}")
+            return
+        if isinstance(error, WorkerError):
+            self._recover(error, task)
+            self._submit(task)
+            return
+        future.result()  # anything else stops the run, as in a local run (the remote traceback is shown)
+
+    def _container_done(self, key: str, result: ContainerResult) -> None:
+        if result.prediction is None:
+            self._add(key, failed_case_record(result, self.request.settings))
+            return
+        manifest = next(m for m in self.manifests if m.key == key)
+        case = manifest.case(result.case_id)
+        job = score_job(case_id=result.case_id, gt_path=case_file(self.request.data_root, case.label),
+                        prediction=result.prediction, runtime=result.runtime, gt_mapping=manifest.gt_mapping,
+                        pred_mapping=self.submission.mapping, settings=self.request.settings,
+                        protocol=self.submission.protocol)
+        self._submit(_Task("score", tasks.score, ScoreTask(key=key, job=job, data=self._data[key]), key=key,
+                           label=result.case_id))
+
+    def _add(self, key: str, record: dict) -> None:
+        """The one place results are written: each case once per run, whatever ran twice."""
+        if (key, record["case_id"]) in self._recorded:
+            return
+        self._recorded.add((key, record["case_id"]))
+        self.store.add(key, record)
+        self._tick(key, 1)
+
+    def _tick(self, key: str, step: int) -> None:
+        counts = self._counts[key]
+        counts["done"] += step
+        if self._progress:
+            self._progress(key, counts["done"], counts["total"])
+
+    def _check_workers(self, idle_since: float) -> None:
+        """Nothing finished for a while: fine while a worker can run the tasks, an error once none can."""
+        if any(t.kind != "score" for t in self._pending.values()) and not self.container_workers():
+            if time.monotonic() - idle_since > float(os.environ.get(WORKER_WAIT_ENV, "120")):
+                raise HarnessError(self._no_worker_message() + "; finished cases are saved, rerun to resume")
+
+    def _lost_scheduler(self) -> HarnessError:
+        return HarnessError(f"lost the connection to the Dask scheduler {self.dask.scheduler.address}; finished cases "
+                            f"are saved in {self.request.out_dir / 'results.json'}: restart the scheduler (and its "
+                            "workers) and rerun the same command to resume")
