@@ -34,7 +34,7 @@ def local_cluster(workers: int, *, gpus: bool, threads_per_worker: int = 2):
         env = {"CUDA_VISIBLE_DEVICES": str(index)} if gpus else {}
         specs[f"aeval-local-{index}"] = {"cls": Nanny, "options": {
             "host": "127.0.0.1", "nthreads": threads_per_worker, "resources": resources, "env": env,
-            "memory_limit": 0, "dashboard": False}}  # memory: containers have their own limits; scoring none (as locally)
+            "memory_limit": 0, "dashboard": False, "silence_logs": logging.WARNING}}  # memory: as a local run
     return SpecCluster(scheduler={"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard": False}},
                        workers=specs, silence_logs=logging.WARNING, name=f"aeval-local-{workers}")
 

@@ -323,6 +323,7 @@ def resolve(task: ResolveTask) -> ResolvedSubmission:
     """Load the image on this worker and read what it declares (labels, label map), as a local run does."""
     client = docker_client()
     image_id = ensure_image(client, task.image)
+    _check_gpu_runtime(client, task.request.policy)  # a node without it is left out, not the run stopped
     return resolve_submission(client, dataclasses.replace(task.request, image=image_id, image_tar=None))
 
 

@@ -141,3 +141,25 @@ def test_data_root_missing_file_or_other_size_is_refused_without_checksums(synth
     (root / case.image).unlink()
     with pytest.raises(DataRootMismatch, match="does not exist; every node must mount the data root"):
         datacheck.verify_on_node(expectation)
+
+
+def test_documented_slurm_launcher_renders_a_worker_job_with_gpu_resources_and_pinning():
+    """The SLURMCluster arguments of docs/scale_out.md, on the installed dask-jobqueue (scheduler on 127.0.0.1)."""
+    import re
+    from pathlib import Path
+
+    pytest.importorskip("dask_jobqueue")
+    from dask_jobqueue import SLURMCluster
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "scale_out.md").read_text()
+    call = re.search(r"cluster = SLURMCluster\((.*?)\n\)", doc, re.S).group(1)
+    kwargs = eval(f"dict({call})")  # the documented arguments, as written
+    kwargs["scheduler_options"] = {"host": "127.0.0.1", "port": 0, "dashboard_address": None}
+    cluster = SLURMCluster(**kwargs)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert "#SBATCH --gres=gpu:1" in script
+    assert "export AEVAL_GPU_IDS=$SLURM_JOB_GPUS" in script
+    assert "--resources GPU=1,CONTAINER=1" in script and "tcp://127.0.0.1:" in script
