@@ -91,6 +91,7 @@ class _Task:
     key: str = ""  # test set
     label: str = ""  # case id, or "set"
     attempt: int = 0
+    workers: list[str] | None = None  # the workers it was restricted to, if any
 
 
 class DistributedRun:
@@ -166,6 +167,7 @@ class DistributedRun:
                 kwargs["workers"] = self.wait_for_workers()
         if kwargs.get("workers"):
             kwargs["allow_other_workers"] = False
+        task.workers = kwargs.get("workers")
         future = self.dask.submit(task.fn, task.arg, **kwargs)
         self._pending[future] = task
         return future
@@ -322,7 +324,21 @@ class DistributedRun:
             self._progress(key, counts["done"], counts["total"])
 
     def _check_workers(self, idle_since: float) -> None:
-        """Nothing finished for a while: fine while a worker can run the tasks, an error once none can."""
+        """Nothing finished for a while: fine while a worker can run the tasks, an error once none can.
+
+        A task restricted to workers (away from an unfit one) whose workers are all gone is
+        submitted again, restricted to the workers there are now (joined since, for instance).
+        """
+        alive = set(self._workers())
+        stranded = [(f, t) for f, t in self._pending.items() if t.workers and not alive.intersection(t.workers)]
+        if stranded:
+            self._say(f"{len(stranded)} task(s) were restricted to workers that are gone: submitted again to the "
+                      "workers there are now")
+        for future, task in stranded:
+            self._pending.pop(future)
+            self.dask.cancel([future])
+            task.attempt += 1
+            self._submit(task)
         if any(t.kind != "score" for t in self._pending.values()) and not self.container_workers():
             if time.monotonic() - idle_since > float(os.environ.get(WORKER_WAIT_ENV, "120")):
                 raise HarnessError(self._no_worker_message() + "; finished cases are saved, rerun to resume")

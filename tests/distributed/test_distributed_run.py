@@ -116,21 +116,39 @@ def test_client_killed_and_restarted_resumes_without_rerunning_finished_cases(sy
 
 
 def test_worker_without_docker_engine_is_left_out_with_a_clear_error(synthetic_root, image_tarball, local_reference,
-                                                                     tmp_path, local_dask, capsys):
-    """The only worker at first has no Docker engine: the resolve task fails there; a good worker joins later."""
+                                                                     tmp_path, local_dask, docker_client, capsys):
+    """The only worker at first has no Docker engine: the resolve task fails there, a good worker joins later
+    and the tasks are restricted to it; when it dies too, they go to a worker that joined after that."""
     local_dask.start_worker("no-docker", env={"DOCKER_HOST": f"unix://{tmp_path}/no-such-docker.sock"})
     threading.Timer(3.0, lambda: local_dask.start_worker("good", wait=False)).start()
+
+    def replace_good_worker_once_its_container_runs():
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            good = local_dask.workers.get("good")
+            if good and docker_client.containers.list(filters={"label": f"org.a-eval.owner-pid={good.pid}"}):
+                good.kill()
+                good.wait()
+                local_dask.start_worker("late", wait=False)
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=replace_good_worker_once_its_container_runs, daemon=True)
+    watcher.start()
     out = tmp_path / "out"
     code = _distributed(*run_args(synthetic_root, out, "--image-tar", str(image_tarball), "--scheduler",
                                   local_dask.address))
     stderr = capsys.readouterr().err
+    watcher.join(timeout=5)
     assert code == 0, stderr
-    bad, good = local_dask.wait_for("no-docker"), local_dask.wait_for("good")
-    assert f"worker {bad} gets no more tasks of this run" in stderr
+    addresses = local_dask.worker_addresses()
+    assert set(addresses) == {"no-docker", "late"}  # "good" was killed
+    assert f"worker {addresses['no-docker']} gets no more tasks of this run" in stderr
     assert "cannot reach a Docker engine" in stderr and "no-such-docker.sock" in stderr
+    assert "restricted to workers that are gone: submitted again" in stderr
     results = _results(out)
     assert_same_as_local(results, local_reference)
-    assert _workers_used(results) == {good}
+    assert _workers_used(results) == {addresses["late"]}
 
 
 def test_image_is_shipped_to_a_worker_that_cannot_read_the_tarball(synthetic_root, image_tarball, local_reference,
