@@ -88,8 +88,9 @@ def request_from_args(args: argparse.Namespace):
     from harness.runner.run import RunRequest
     from harness.scoring_pool import default_workers
 
+    data_root = resolve_data_root(args.data_root)
     return RunRequest(image=args.image, image_tar=args.image_tar, out_dir=args.out,
-                      data_root=resolve_data_root(args.data_root), benchmark=args.benchmark or _default_benchmark(),
+                      data_root=data_root, benchmark=args.benchmark or _default_benchmark(data_root),
                       datasets=args.datasets, cases_limit=args.cases, protocol=args.protocol,
                       label_map=args.label_map, output_relative_path=args.output_relative_path,
                       model_dir=args.model_dir, policy=_policy(args), settings=_settings(args),
