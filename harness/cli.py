@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch_flags(run)
     _add_scoring_flags(run)
     _add_common_flags(run)
+    from harness.distributed.cli import add_flags as add_distributed_flags
+
+    add_distributed_flags(run)  # --scheduler ADDRESS / --cluster local:N (docs/scale_out.md)
 
     validate = sub.add_parser("validate", help="check a submission image before sending it (static checks + dry run)")
     _add_image_flags(validate)

@@ -196,15 +196,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         bar.refresh()
 
     args.out.mkdir(parents=True, exist_ok=True)
-    runner = SubmissionRun(request, progress=progress)
-    sub = runner.submission
-    _say(args, f"image {sub.image.reference} ({sub.image.image_id[:19]}), protocol {sub.protocol}, "
-               f"label map {sub.mapping.label_map.name}, output socket {sub.output_relative_path}")
-    try:
-        document = runner.execute()
-    finally:
-        for bar in bars.values():
-            bar.close()
+    from harness.distributed.cli import run_distributed, wants_distributed
+
+    if wants_distributed(args):  # --scheduler / --cluster: the cases run on Dask workers
+        document = run_distributed(args, request)
+    else:
+        runner = SubmissionRun(request, progress=progress)
+        sub = runner.submission
+        _say(args, f"image {sub.image.reference} ({sub.image.image_id[:19]}), protocol {sub.protocol}, "
+                   f"label map {sub.mapping.label_map.name}, output socket {sub.output_relative_path}")
+        try:
+            document = runner.execute()
+        finally:
+            for bar in bars.values():
+                bar.close()
     _say(args, results_table(document, metric="dice"))
     _say(args, results_table(document, metric="nsd"))
     failed = sum(d["n_failed"] for d in document["datasets"].values())
