@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.progress import ProgressBars
 
 
 def _settings(args: argparse.Namespace):
@@ -168,39 +168,32 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if passed else 1
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+def run_request(args: argparse.Namespace):
+    """The RunRequest of `harness run`'s flags (shared with the distributed runner)."""
     from harness.manifest import resolve_data_root
-    from harness.runner.run import RunRequest, SubmissionRun
+    from harness.runner.run import RunRequest
     from harness.scoring_pool import default_workers
+
+    data_root = resolve_data_root(args.data_root)
+    return RunRequest(image=args.image, image_tar=args.image_tar, out_dir=args.out,
+                      data_root=data_root, benchmark=args.benchmark or _default_benchmark(data_root),
+                      datasets=args.datasets, cases_limit=args.cases, protocol=args.protocol,
+                      label_map=args.label_map, output_relative_path=args.output_relative_path,
+                      model_dir=args.model_dir, policy=_policy(args), settings=_settings(args),
+                      workers=args.workers or default_workers(), retry_failed=args.retry_failed)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.distributed.cli import run_distributed, wants_distributed
+    from harness.runner.run import SubmissionRun
     from harness.summary import results_table
 
-    policy = _policy(args)
-    data_root = resolve_data_root(args.data_root)
-    request = RunRequest(image=args.image, image_tar=args.image_tar, out_dir=args.out,
-                         data_root=data_root, benchmark=args.benchmark or _default_benchmark(data_root),
-                         datasets=args.datasets, cases_limit=args.cases, protocol=args.protocol,
-                         label_map=args.label_map, output_relative_path=args.output_relative_path,
-                         model_dir=args.model_dir, policy=policy, settings=_settings(args),
-                         workers=args.workers or default_workers(), retry_failed=args.retry_failed)
-    bars: dict[str, tqdm] = {}
-
-    def progress(key: str, done: int, total: int) -> None:
-        if args.no_progress or args.quiet:
-            return
-        bar = bars.get(key)
-        if bar is None:
-            bar = bars[key] = tqdm(total=total, desc=f"{key:<12}", unit="case")
-        bar.n = done
-        bar.refresh()
-
+    request = run_request(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    from harness.distributed.cli import run_distributed, wants_distributed
-
     if wants_distributed(args):  # --scheduler / --cluster: the cases run on Dask workers
         document = run_distributed(args, request)
     else:
+        progress = ProgressBars(enabled=not (args.no_progress or args.quiet))
         runner = SubmissionRun(request, progress=progress)
         sub = runner.submission
         _say(args, f"image {sub.image.reference} ({sub.image.image_id[:19]}), protocol {sub.protocol}, "
@@ -208,8 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             document = runner.execute()
         finally:
-            for bar in bars.values():
-                bar.close()
+            progress.close()
     _say(args, results_table(document, metric="dice"))
     _say(args, results_table(document, metric="nsd"))
     failed = sum(d["n_failed"] for d in document["datasets"].values())

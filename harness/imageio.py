@@ -112,3 +112,16 @@ def write_image(array: np.ndarray, geometry: Geometry, path: Path) -> None:
     image.SetDirection(geometry.direction)
     path.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(image, str(path), useCompression=True)
+
+
+def write_image_atomic(array: np.ndarray, geometry: Geometry, path: Path) -> None:
+    """write_image through a temporary file beside `path` and a rename: readers never see half a volume."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")  # same suffix: SimpleITK picks the format by it
+    try:
+        write_image(array, geometry, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

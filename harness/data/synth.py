@@ -11,7 +11,6 @@ units for MR) from synthetic_appearance.json, so that a correct algorithm can re
 from __future__ import annotations
 
 import json
-import os
 import zlib
 from dataclasses import dataclass
 from importlib import resources
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.data.phantom import AORTA, paint
-from harness.imageio import Geometry, write_image
+from harness.imageio import Geometry, write_image_atomic
 from harness.manifest import Case, Manifest, load_benchmark
 from harness.taxonomy import load_taxonomy, normalize_name
 
@@ -143,18 +142,10 @@ def synthesize(out_dir: Path, *, benchmark: str = "synthetic", keys: list[str] |
             if not force and image_path.is_file() and label_path.is_file():
                 continue
             image, labels, geometry = generate_case(manifest, case, index)
-            _write_atomic(image, geometry, image_path)
-            _write_atomic(labels, geometry, label_path)
+            write_image_atomic(image, geometry, image_path)
+            write_image_atomic(labels, geometry, label_path)
             written += [image_path, label_path]
             if progress:
                 progress(manifest.key, case.case_id)
     return written
 
-
-def _write_atomic(array: np.ndarray, geometry: Geometry, path: Path) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        write_image(array, geometry, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

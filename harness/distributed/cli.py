@@ -43,22 +43,12 @@ def wants_distributed(args: argparse.Namespace) -> bool:
 
 def run_distributed(args: argparse.Namespace, request) -> dict:
     """Run `request` on Dask (per args.scheduler / args.cluster); progress bars as `harness run`; the results document."""
-    from tqdm import tqdm
-
     from harness.distributed.cluster import dask_client
     from harness.distributed.runner import DistributedRun
+    from harness.progress import ProgressBars
 
     quiet = getattr(args, "quiet", False)
-    bars: dict[str, tqdm] = {}
-
-    def progress(key: str, done: int, total: int) -> None:
-        if getattr(args, "no_progress", False) or quiet:
-            return
-        bar = bars.get(key)
-        if bar is None:
-            bar = bars[key] = tqdm(total=total, desc=f"{key:<12}", unit="case")
-        bar.n = done
-        bar.refresh()
+    progress = ProgressBars(enabled=not (getattr(args, "no_progress", False) or quiet))
 
     def say(text: str) -> None:
         if not quiet:
@@ -77,24 +67,14 @@ def run_distributed(args: argparse.Namespace, request) -> dict:
         try:
             return runner.execute()
         finally:
-            for bar in bars.values():
-                bar.close()
+            progress.close()
 
 
 def request_from_args(args: argparse.Namespace):
-    """The RunRequest `harness run` builds from its flags (as harness.commands.cmd_run does)."""
-    from harness.commands import _default_benchmark, _policy, _settings
-    from harness.manifest import resolve_data_root
-    from harness.runner.run import RunRequest
-    from harness.scoring_pool import default_workers
+    """The RunRequest `harness run` builds from its flags."""
+    from harness.commands import run_request
 
-    data_root = resolve_data_root(args.data_root)
-    return RunRequest(image=args.image, image_tar=args.image_tar, out_dir=args.out,
-                      data_root=data_root, benchmark=args.benchmark or _default_benchmark(data_root),
-                      datasets=args.datasets, cases_limit=args.cases, protocol=args.protocol,
-                      label_map=args.label_map, output_relative_path=args.output_relative_path,
-                      model_dir=args.model_dir, policy=_policy(args), settings=_settings(args),
-                      workers=args.workers or default_workers(), retry_failed=args.retry_failed)
+    return run_request(args)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from harness.errors import CaseFailed, HarnessError
-from harness.imageio import Geometry, write_image
+from harness.imageio import Geometry, write_image_atomic
 from harness.labelmap import shipped_mapping
 
 #: Where prepared files go, relative to the data root: one folder per test set.
@@ -250,10 +250,4 @@ def copy_image_atomic(source: Path, destination: Path) -> None:
 
 
 def write_label_atomic(array: np.ndarray, geometry: Geometry, destination: Path) -> None:
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.with_name(f".tmp-{os.getpid()}-{destination.name}")
-    try:
-        write_image(array, geometry, tmp)
-        os.replace(tmp, destination)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_image_atomic(array, geometry, destination)
