@@ -23,7 +23,7 @@ def results_table(document: dict, *, metric: str = "dice") -> str:
         row = " ".join(f"{_cell(datasets[k]['organs'][organ][metric]):>11}" for k in keys)
         lines.append(f"{organ:<{width}}{row}")
     lines.append(f"{'test set mean':<{width}}" + " ".join(f"{_cell(datasets[k][metric]):>11}" for k in keys))
-    failed = " ".join(f"{datasets[k]['n_failed']:>4}/{datasets[k]['n_cases']:<6}" for k in keys)
+    failed = " ".join(f"{datasets[k]['n_failed']}/{datasets[k]['n_cases']}".rjust(11) for k in keys)
     lines.append(f"{'failed cases':<{width}}{failed}")
     aggregates = document["aggregates"]
     lines.append("   ".join(f"{group.upper()} mean {_cell(aggregates[group][metric]).strip()}"
