@@ -12,30 +12,17 @@ import sys
 from pathlib import Path
 
 from harness import __version__
+from harness.argtypes import csv_list, positive_int
 from harness.errors import HarnessError
 
 EXIT_OK, EXIT_FAILED_CASES, EXIT_USAGE = 0, 1, 2
-
-
-def _csv_list(text: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError("expected a comma-separated list")
-    return items
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
 
 
 def _add_scoring_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--empty-policy", choices=["aeval", "nnunet"], default="aeval",
                         help="organ absent from both GT and prediction: 'aeval' scores Dice=NSD=1 (the benchmark's "
                              "convention, default); 'nnunet' scores NaN (stored as null) and nan-means")
-    parser.add_argument("--metrics", type=_csv_list, default=["dice", "nsd", "hd95", "assd"],
+    parser.add_argument("--metrics", type=csv_list, default=["dice", "nsd", "hd95", "assd"],
                         help="metrics to compute (default dice,nsd,hd95,assd)")
 
 
@@ -50,7 +37,7 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_batch_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=_positive_int, default=None, help="scoring processes (default: cores, max 4)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="scoring processes (default: cores, max 4)")
     parser.add_argument("--retry-failed", action="store_true", help="on resume, do failed cases again")
 
 
@@ -58,7 +45,7 @@ def _add_sandbox_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus", default=None, help="'all' or a count, as `docker run --gpus`")
     parser.add_argument("--memory", default="8g", help="memory limit, swap equal to it (default 8g)")
     parser.add_argument("--cpus", type=float, default=None, help="CPU limit (default: cores, at most 4)")
-    parser.add_argument("--pids-limit", type=_positive_int, default=None, help="process limit (default 512)")
+    parser.add_argument("--pids-limit", type=positive_int, default=None, help="process limit (default 512)")
     parser.add_argument("--shm-size", default=None, help="/dev/shm size (default: half the memory limit)")
     parser.add_argument("--time-limit", default="3600", help="wall-clock limit per container run, e.g. 600, 10m")
     parser.add_argument("--output-limit", default="2g", help="cap on the total size of a run's outputs")
@@ -105,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_image_flags(run)
     run.add_argument("--out", required=True, type=Path, help="output folder: results.json, CSVs, predictions/, logs/")
     _add_data_flags(run)
-    run.add_argument("--datasets", type=_csv_list, default=None, help="only these test sets (default: all seven)")
-    run.add_argument("--cases", type=_positive_int, default=None, help="only the first N cases of each test set")
+    run.add_argument("--datasets", type=csv_list, default=None, help="only these test sets (default: all seven)")
+    run.add_argument("--cases", type=positive_int, default=None, help="only the first N cases of each test set")
     _add_sandbox_flags(run)
     _add_batch_flags(run)
     _add_scoring_flags(run)
@@ -126,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     synth = data_sub.add_parser("synth", help="generate the embedded synthetic benchmark (no download)")
     synth.add_argument("--out", required=True, type=Path, help="data root to write")
-    synth.add_argument("--datasets", type=_csv_list, default=None, help="only these test sets")
+    synth.add_argument("--datasets", type=csv_list, default=None, help="only these test sets")
     synth.add_argument("--force", action="store_true", help="regenerate cases that already exist")
     _add_common_flags(synth)
     listing = data_sub.add_parser("list", help="list the test sets of a benchmark")

@@ -13,24 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.argtypes import non_negative_int, positive_int
+
 DEFAULT_OUTPUT_RELATIVE_PATH = "images/abdominal-organ-segmentation"
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
 
 
 def _relative_path(text: str) -> str:
@@ -52,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="output folder (created): leaderboard.{json,md,html} and CSVs")
     board.add_argument("--metric", choices=["dice", "nsd"], default="dice",
                        help="metric the rankings use (default dice)")
-    board.add_argument("--bootstrap", type=_non_negative_int, default=1000, metavar="N",
+    board.add_argument("--bootstrap", type=non_negative_int, default=1000, metavar="N",
                        help="bootstrap resamples for the 95%% intervals; 0 for none (default 1000)")
     board.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     board.add_argument("-q", "--quiet", action="store_true", help="print only the written files")
@@ -78,8 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gc.add_argument("--empty-policy", choices=["aeval", "nnunet"], default="aeval",
                     help="organ absent from both GT and prediction: aeval scores 1 (default), nnunet null")
     gc.add_argument("--metrics", default="dice,nsd,hd95,assd", help="metrics to compute (default dice,nsd,hd95,assd)")
-    gc.add_argument("--workers", type=_positive_int, default=None, help="scoring processes (default: cores, max 4)")
-    gc.add_argument("--bootstrap", type=_non_negative_int, default=1000, metavar="N",
+    gc.add_argument("--workers", type=positive_int, default=None, help="scoring processes (default: cores, max 4)")
+    gc.add_argument("--bootstrap", type=non_negative_int, default=1000, metavar="N",
                     help="bootstrap resamples for the headline intervals; 0 for none (default 1000)")
     gc.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     gc.add_argument("-q", "--quiet", action="store_true", help="print only the final line, not each failed case and unmatched job")
