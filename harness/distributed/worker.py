@@ -327,13 +327,22 @@ def resolve(task: ResolveTask) -> ResolvedSubmission:
     return resolve_submission(client, dataclasses.replace(task.request, image=image_id, image_tar=None))
 
 
-def run_case(task: GcCaseTask) -> ContainerResult:
+def _ready_node(task: GcCaseTask | FlareSetTask):
+    """What a container task checks and takes on this node first: data, image, GPU runtime, mounts, GPU ids.
+
+    The GPU ids are acquired here; the caller releases them (`_gpus.release`) when its container is done.
+    """
     client = docker_client()
     verify_on_node(task.data, worker=worker_address())
     image_id = ensure_image(client, task.image)
     _check_gpu_runtime(client, task.policy)
     mounts = _model_mounts(task.model_dir)
     ids = _gpus.acquire(None if task.policy.gpus == "all" else int(task.policy.gpus)) if task.policy.gpus else []
+    return client, image_id, mounts, ids
+
+
+def run_case(task: GcCaseTask) -> ContainerResult:
+    client, image_id, mounts, ids = _ready_node(task)
     try:
         result = run_gc_case(
             image_id=image_id, policy=pinned_policy(task.policy, ids), case_id=task.case_id,
@@ -347,12 +356,7 @@ def run_case(task: GcCaseTask) -> ContainerResult:
 
 
 def run_set(task: FlareSetTask) -> list[ContainerResult]:
-    client = docker_client()
-    verify_on_node(task.data, worker=worker_address())
-    image_id = ensure_image(client, task.image)
-    _check_gpu_runtime(client, task.policy)
-    mounts = _model_mounts(task.model_dir)
-    ids = _gpus.acquire(None if task.policy.gpus == "all" else int(task.policy.gpus)) if task.policy.gpus else []
+    client, image_id, mounts, ids = _ready_node(task)
     try:
         results = run_flare_set(
             image_id=image_id, policy=pinned_policy(task.policy, ids), key=task.key, command=task.command,
