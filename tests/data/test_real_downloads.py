@@ -111,6 +111,21 @@ def test_run_staging_converts_such_a_file_for_the_container(tmp_path):
     assert np.array_equal(sitk.GetArrayFromImage(image), array)
 
 
+def test_evaluate_scores_against_a_ground_truth_with_such_a_header(tmp_path):
+    from harness.labelmap import shipped_mapping
+    from harness.scoring import CaseJob, score_files
+
+    geometry = src.grid("ras")
+    truth = src.expected_labels(geometry)
+    gt = src.write_sheared(tmp_path / "gt.nii.gz", truth, geometry)
+    prediction = src.write_sheared(tmp_path / "pred.nii.gz", truth, geometry)  # a container copied the header
+    mapping = shipped_mapping("a-eval")
+    record = score_files(CaseJob(case_id="c", gt_path=gt, pred_path=prediction, gt_mapping=mapping,
+                                 pred_mapping=mapping))
+    assert record["status"] == "ok", record["error"]
+    assert all(scores["dice"] == 1.0 for scores in record["metrics"].values())
+
+
 @pytest.mark.parametrize("modality", ["CT", "MR"])
 def test_totalseg_subjects_with_non_orthonormal_headers_are_prepared_with_clean_ones(tmp_path, run_prepare, modality):
     key = "totalseg_ct" if modality == "CT" else "totalseg_mr"

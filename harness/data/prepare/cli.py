@@ -86,6 +86,8 @@ def _run_prepare(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     contract = f"benchmark contract: {report.contract_count}"
+    if report.release:
+        contract += f" from {report.release}"
     if report.count_overridden:
         contract += ", overridden by --allow-count-mismatch"
     lines = [f"{report.key}: {report.found} test case(s) found under {report.source} ({contract})"]

@@ -49,6 +49,8 @@ class PrepareReport:
     found: int
     contract_count: int
     count_overridden: bool
+    #: the public release the benchmark's test set is built from (the manifest's release.name)
+    release: str | None = None
     notes: list[str] = field(default_factory=list)
     outcomes: list[CaseOutcome] = field(default_factory=list)
 
@@ -105,7 +107,8 @@ def prepare(key: str, *, source: Path, data_root: Path, force: bool = False, man
 
     report = PrepareReport(key=key, source=source, data_root=data_root, manifest_path=manifest_path,
                            found=discovery.found, contract_count=contract,
-                           count_overridden=discovery.found != contract, notes=list(discovery.notes))
+                           count_overridden=discovery.found != contract, notes=list(discovery.notes),
+                           release=release.name if release else None)
     previous = _previous_records(manifest_path, key, report)
     previous_notes = _previous_notes(data_root / key / REPORT_NAME)
     cases = {c.case_id: c for c in discovery.cases}
@@ -276,6 +279,7 @@ def _write_report(path: Path, report: PrepareReport) -> None:
     write_json_atomic(path, {
         "key": report.key, "source": str(report.source), "found": report.found,
         "expected_case_count": report.contract_count, "count_overridden": report.count_overridden,
+        "release": report.release,
         "notes": report.notes,
         "cases": {o.case_id: {"status": o.status, "notes": list(o.notes), "problem": o.problem}
                   for o in report.outcomes},
