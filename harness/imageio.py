@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
 
 from harness.errors import CaseFailed
-
-if TYPE_CHECKING:
-    from harness.nifti_direction import DirectionApproximation
+from harness.nifti_direction import (DirectionApproximation, DirectionNotRepairable, is_nifti, is_orthonormal_error,
+                                     read_header_grid)
+from harness.nifti_direction import read_image as read_nifti
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".tif", ".tiff")
 
@@ -117,10 +116,10 @@ class HeaderInfo:
     dimension: int
     components: int
     #: set when the header's direction was not orthonormal and was approximated
-    approximation: "DirectionApproximation | None" = None
+    approximation: DirectionApproximation | None = None
 
 
-def read_image_approximating(path: Path | str) -> "tuple[sitk.Image, DirectionApproximation | None]":
+def read_image_approximating(path: Path | str) -> tuple[sitk.Image, DirectionApproximation | None]:
     """sitk.ReadImage, except that a NIfTI with non-orthonormal direction cosines is read with the nearest
     rotation (and the approximation returned); every failure is a RuntimeError, as from SimpleITK."""
     try:
@@ -128,8 +127,6 @@ def read_image_approximating(path: Path | str) -> "tuple[sitk.Image, DirectionAp
     except RuntimeError as exc:
         if not _approximable(path, exc):
             raise
-        from harness.nifti_direction import DirectionNotRepairable, read_image as read_nifti
-
         try:
             return read_nifti(Path(path))
         except DirectionNotRepairable as refused:
@@ -145,8 +142,6 @@ def read_header_approximating(path: Path | str) -> HeaderInfo:
     except RuntimeError as exc:
         if not _approximable(path, exc):
             raise
-        from harness.nifti_direction import DirectionNotRepairable, read_header_grid
-
         try:
             grid = read_header_grid(Path(path))
         except DirectionNotRepairable as refused:
@@ -159,8 +154,6 @@ def read_header_approximating(path: Path | str) -> HeaderInfo:
 
 
 def _approximable(path: Path | str, error: RuntimeError) -> bool:
-    from harness.nifti_direction import is_nifti, is_orthonormal_error
-
     return is_nifti(path) and is_orthonormal_error(error)
 
 
