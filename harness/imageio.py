@@ -14,6 +14,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from harness.errors import CaseFailed
+from harness.nifti_direction import (DirectionApproximation, DirectionNotRepairable, is_nifti, is_orthonormal_error,
+                                     read_header_grid)
+from harness.nifti_direction import read_image as read_nifti
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".tif", ".tiff")
 
@@ -87,7 +90,7 @@ def read_image(path: Path, *, case_id: str, role: str, kind: str) -> sitk.Image:
     if not path.is_file():
         raise CaseFailed(kind.replace("unreadable", "missing"), f"case {case_id}: {role} {path} does not exist")
     try:
-        image = sitk.ReadImage(str(path))
+        image, _ = read_image_approximating(path)
     except RuntimeError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reader error"
         raise CaseFailed(kind, f"case {case_id}: cannot read {role} {path}: {reason}") from exc
@@ -97,6 +100,61 @@ def read_image(path: Path, *, case_id: str, role: str, kind: str) -> sitk.Image:
     if image.GetDimension() != 3:
         raise CaseFailed(kind, f"case {case_id}: {role} {path} is {image.GetDimension()}-D; expected 3-D")
     return image
+
+
+# ---------------------------------------------------------------- non-orthonormal NIfTI headers
+# One decision for every reader of the harness (prepare, verify, run's staging, evaluate): a NIfTI
+# file that ITK refuses only because its direction cosines are slightly non-orthonormal is read
+# with the nearest rotation (harness.nifti_direction), and the caller learns by how much.
+
+
+@dataclass(frozen=True)
+class HeaderInfo:
+    """What an image header says, without reading a voxel."""
+
+    geometry: Geometry
+    dimension: int
+    components: int
+    #: set when the header's direction was not orthonormal and was approximated
+    approximation: DirectionApproximation | None = None
+
+
+def read_image_approximating(path: Path | str) -> tuple[sitk.Image, DirectionApproximation | None]:
+    """sitk.ReadImage, except that a NIfTI with non-orthonormal direction cosines is read with the nearest
+    rotation (and the approximation returned); every failure is a RuntimeError, as from SimpleITK."""
+    try:
+        return sitk.ReadImage(str(path)), None
+    except RuntimeError as exc:
+        if not _approximable(path, exc):
+            raise
+        try:
+            return read_nifti(Path(path))
+        except DirectionNotRepairable as refused:
+            raise RuntimeError(f"ITK only supports orthonormal direction cosines, and {refused}") from exc
+
+
+def read_header_approximating(path: Path | str) -> HeaderInfo:
+    """The header's grid (no voxels read), with the same fallback as read_image_approximating."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        if not _approximable(path, exc):
+            raise
+        try:
+            grid = read_header_grid(Path(path))
+        except DirectionNotRepairable as refused:
+            raise RuntimeError(f"ITK only supports orthonormal direction cosines, and {refused}") from exc
+        return HeaderInfo(Geometry(grid.size_xyz, grid.spacing_xyz, grid.origin_xyz, grid.direction),
+                          grid.dimension, grid.components, grid.approximation)
+    return HeaderInfo(Geometry(size_xyz=tuple(reader.GetSize()), spacing_xyz=tuple(reader.GetSpacing()),
+                               origin_xyz=tuple(reader.GetOrigin()), direction=tuple(reader.GetDirection())),
+                      reader.GetDimension(), reader.GetNumberOfComponents())
+
+
+def _approximable(path: Path | str, error: RuntimeError) -> bool:
+    return is_nifti(path) and is_orthonormal_error(error)
 
 
 def label_array(image: sitk.Image) -> np.ndarray:

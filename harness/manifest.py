@@ -18,6 +18,7 @@ from pathlib import Path
 from harness.errors import ManifestError, SchemaError
 from harness.jsonio import read_json
 from harness.labelmap import LabelMapping, shipped_mapping
+from harness.nifti_direction import DirectionApproximation
 
 DATA_ROOT_ENV = "AEVAL_DATA_ROOT"
 BENCHMARK_ENV = "AEVAL_BENCHMARK"
@@ -33,6 +34,31 @@ class Case:
     label: str
     image_sha256: str | None = None
     label_sha256: str | None = None
+    #: set when the source image's header direction was not orthonormal and prepare approximated it
+    direction_approximated: DirectionApproximation | None = None
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> "Case":
+        approximated = doc.get("direction_approximated")
+        return cls(**{**doc, "direction_approximated": DirectionApproximation(**approximated) if approximated else None})
+
+
+@dataclass(frozen=True)
+class Release:
+    """The public release a test set is built from (schema: release)."""
+
+    name: str
+    test_cases: str
+    case_list: tuple[str, ...] | None  # the benchmark's case ids where public; None otherwise
+    archives: tuple[str, ...] = ()
+    case_list_note: str | None = None
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> "Release":
+        listed = doc.get("case_list")
+        return cls(name=doc["name"], test_cases=doc["test_cases"],
+                   case_list=tuple(listed) if listed is not None else None,
+                   archives=tuple(doc.get("archives", ())), case_list_note=doc.get("case_list_note"))
 
 
 @dataclass(frozen=True)
@@ -53,6 +79,7 @@ class Manifest:
     input_socket: InputSocket
     cases: tuple[Case, ...]
     path: Path
+    release: Release | None = None
 
     @property
     def gt_mapping(self) -> LabelMapping:
@@ -118,7 +145,8 @@ def load_manifest_file(path: Path) -> Manifest:
                         source_label_map=doc["source_label_map"], gt_label_map=doc["gt_label_map"],
                         expected_case_count=doc["expected_case_count"],
                         input_socket=InputSocket(**doc["input_socket"]),
-                        cases=tuple(Case(**c) for c in doc["cases"]), path=path)
+                        cases=tuple(Case.from_doc(c) for c in doc["cases"]), path=path,
+                        release=Release.from_doc(doc["release"]) if "release" in doc else None)
     manifest.gt_mapping  # a manifest whose label map does not resolve is unusable: fail at load
     return manifest
 

@@ -4,7 +4,9 @@ Checked per test set: the manifest loads, its case count equals its expected_cas
 both files exist under the data root, their sha256 equals the manifest's (a null sha256, as in the
 synthetic benchmark, means "not checked"), both are 3-D scalar images, the label lies on the image's
 grid (same size, spacing, origin, direction), and every label value is declared by the manifest's
-gt_label_map (0..10 for prepared sets). Each problem is one line naming the test set, the case and
+gt_label_map (0..10 for prepared sets). A header with non-orthonormal direction cosines is read (the
+image-reading layer's fallback) but reported: prepare writes orthonormal headers, so participant
+containers never see such a file. Each problem is one line naming the test set, the case and
 the file, so a corrupted download or a hand-edited label is found before a leaderboard is wrong.
 Manifests are read fresh (not from the loader's cache): verify usually runs right after prepare.
 """
@@ -19,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from harness.errors import HarnessError, ManifestError
-from harness.imageio import Geometry
+from harness.imageio import Geometry, read_header_approximating, read_image_approximating
 from harness.manifest import CANONICAL_ORDER, Case, Manifest, benchmark_dir, case_file, load_manifest_file, sha256_file
 
 
@@ -142,23 +144,23 @@ def verify_case(manifest: Manifest, case: Case, data_root: Path, *, allowed: fro
 
 
 def _header_geometry(path: Path, report: Callable[[str], None]) -> Geometry | None:
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        info = read_header_approximating(path)
     except RuntimeError as error:
         report(f"unreadable image: {_reason(error)}")
         return None
-    if reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1:
-        report(f"image is {reader.GetDimension()}-D with {reader.GetNumberOfComponents()} components; expected 3-D")
+    if info.dimension != 3 or info.components != 1:
+        report(f"image is {info.dimension}-D with {info.components} components; expected 3-D")
         return None
-    return Geometry(size_xyz=tuple(reader.GetSize()), spacing_xyz=tuple(reader.GetSpacing()),
-                    origin_xyz=tuple(reader.GetOrigin()), direction=tuple(reader.GetDirection()))
+    if info.approximation is not None:
+        report(f"image header has non-orthonormal direction cosines ({info.approximation.describe()}): a prepared "
+               "image carries an orthonormal header, so this file is not the one prepare wrote (prepare it again)")
+    return info.geometry
 
 
 def _read(path: Path, report: Callable[[str], None]) -> sitk.Image | None:
     try:
-        image = sitk.ReadImage(str(path))
+        image, approximation = read_image_approximating(path)
     except RuntimeError as error:
         report(f"unreadable label: {_reason(error)}")
         return None
@@ -166,6 +168,9 @@ def _read(path: Path, report: Callable[[str], None]) -> sitk.Image | None:
         report(f"label is {image.GetDimension()}-D with {image.GetNumberOfComponentsPerPixel()} components; "
                "expected 3-D")
         return None
+    if approximation is not None:
+        report(f"label header has non-orthonormal direction cosines ({approximation.describe()}); prepare writes "
+               "orthonormal headers (prepare it again)")
     return image
 
 

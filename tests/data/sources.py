@@ -113,16 +113,54 @@ def write(path: Path, array: np.ndarray, geometry: Geometry) -> Path:
     return path
 
 
+#: How far the sheared fixtures' sform is from orthonormal (fraction of a voxel edge): enough for ITK to
+#: refuse the file (it tolerates about 1e-5), small like TotalSegmentator's real headers.
+SHEAR = 1e-3
+RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
+
+
+def sheared_affine(geometry: Geometry, shear: float = SHEAR) -> np.ndarray:
+    """The NIfTI (RAS) sform of `geometry`, with its axes tilted by `shear`: no longer orthonormal."""
+    columns = np.asarray(geometry.direction).reshape(3, 3) * np.asarray(geometry.spacing_xyz)
+    affine = np.eye(4)
+    affine[:3, :3] = RAS_FROM_LPS @ columns
+    affine[:3, 3] = RAS_FROM_LPS @ np.asarray(geometry.origin_xyz)
+    affine[0, 2] += shear * geometry.spacing_xyz[2]  # the z axis leans towards x
+    affine[1, 0] += shear * geometry.spacing_xyz[0]  # the x axis leans towards y
+    return affine
+
+
+def write_sheared(path: Path, array: np.ndarray, geometry: Geometry, shear: float = SHEAR) -> Path:
+    """A NIfTI as TotalSegmentator's unreadable subjects are: a slightly non-orthonormal sform, qform_code 0.
+
+    Written with nibabel (SimpleITK cannot write such a header); `array` is in (z, y, x) order.
+    """
+    import nibabel as nib
+
+    affine = sheared_affine(geometry, shear)
+    image = nib.Nifti1Image(np.ascontiguousarray(array.transpose(2, 1, 0)), affine)
+    image.header.set_zooms(geometry.spacing_xyz)
+    image.set_sform(affine, code=1)  # NIFTI_XFORM_SCANNER_ANAT
+    image.set_qform(None, code=0)  # no qform to fall back on
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(image, str(path))
+    return path
+
+
 # ---------------------------------------------------------------- the downloads
 
 
-def make_flare22(root: Path, numbers=(1, 2, 3)) -> Path:
-    """FLARE22 release: Validation/FLARETs_<n>_0000.nii.gz, labels in their own folder; training distractors."""
+def make_flare22(root: Path, numbers=(1, 2, 3), *, testing=(), labels_at: Path | None = None) -> Path:
+    """FLARE22 release: Validation/FLARETs_<n>_0000.nii.gz, labels in their own folder (or at `labels_at`);
+    training distractors; `testing` numbers: the challenge's unlabelled Testing/ images (same prefix)."""
     geometry = grid("ras")
+    labels = labels_at or root / "Validation-Public-Labels"
     for n in numbers:
         write(root / "Validation" / f"FLARETs_{n:04d}_0000.nii.gz", image(geometry), geometry)
-        write(root / "Validation-Public-Labels" / f"FLARETs_{n:04d}.nii.gz",
+        write(labels / f"FLARETs_{n:04d}.nii.gz",
               paint(geometry, native_ids("flare22"), extra_id=id_of("flare22", "aorta")), geometry)
+    for n in testing:
+        write(root / "Testing" / f"FLARETs_{n:04d}_0000.nii.gz", image(geometry), geometry)
     labelled = root / "Training" / "FLARE22_LabeledCase50"
     write(labelled / "images" / "FLARE22_Tr_0001_0000.nii.gz", image(geometry), geometry)
     write(labelled / "labels" / "FLARE22_Tr_0001.nii.gz", paint(geometry, native_ids("flare22")), geometry)
@@ -151,12 +189,14 @@ def word_native(geometry: Geometry, *, omit: tuple[str, ...] = ()) -> np.ndarray
     return paint(geometry, ids, extra_id=id_of("word", "duodenum"), omit=omit)
 
 
-def make_word(root: Path, cases: dict[int, Geometry]) -> Path:
-    """WORD-V0.1.0/: imagesTs/labelsTs (the test set) beside imagesTr/labelsTr."""
+def make_word(root: Path, cases: dict[int, Geometry], *, labels_at: Path | None = None) -> Path:
+    """WORD-V0.1.0/: imagesTs (the test set) beside imagesTr/labelsTr; the test labels (their own archive,
+    WORD_V0.1.0_labelsTs.zip -> labelsTs/) unpacked inside WORD-V0.1.0/, or at `labels_at` if given."""
     base = root / "WORD-V0.1.0"
+    labels = labels_at or base / "labelsTs"
     for number, geometry in cases.items():
         write(base / "imagesTs" / f"word_{number:04d}.nii.gz", image(geometry), geometry)
-        write(base / "labelsTs" / f"word_{number:04d}.nii.gz", word_native(geometry), geometry)
+        write(labels / f"word_{number:04d}.nii.gz", word_native(geometry), geometry)
     train = grid("lps")
     write(base / "imagesTr" / "word_0100.nii.gz", image(train), train)
     write(base / "labelsTr" / "word_0100.nii.gz", word_native(train), train)
@@ -164,23 +204,29 @@ def make_word(root: Path, cases: dict[int, Geometry]) -> Path:
 
 
 def make_totalseg(root: Path, splits: dict[str, str], *, modality: str = "CT",
-                  missing: dict[str, tuple[str, ...]] | None = None) -> Path:
-    """Totalsegmentator_dataset_v201/ (or the MRI one): meta.csv (';') and s<nnnn>/segmentations/*.nii.gz."""
+                  missing: dict[str, tuple[str, ...]] | None = None, sheared: tuple[str, ...] = (),
+                  shear: float = SHEAR) -> Path:
+    """Totalsegmentator_dataset_v201/ (or the MRI one): meta.csv (';', UTF-8 BOM) and s<nnnn>/segmentations/*.nii.gz.
+
+    Subjects in `sheared` have every file (image and structure files) written with the same slightly
+    non-orthonormal sform and no qform, as the real release's unreadable subjects.
+    """
     base = root / ("Totalsegmentator_dataset_v201" if modality == "CT" else "TotalsegmentatorMRI_dataset_v100")
     rows = ["image_id;age;gender;institute;study_type;split"]
     geometry = grid("ras")
     for subject, split in splits.items():
         rows.append(f"{subject};63;m;A;ct abdomen;{split}")
-        write(base / subject / ("ct.nii.gz" if modality == "CT" else "mri.nii.gz"), image(geometry, modality), geometry)
+        put = (lambda p, a, g: write_sheared(p, a, g, shear)) if subject in sheared else write
+        put(base / subject / ("ct.nii.gz" if modality == "CT" else "mri.nii.gz"), image(geometry, modality), geometry)
         for organ in ORGANS:
             if organ not in (missing or {}).get(subject, ()):
-                write(base / subject / "segmentations" / f"{organ}.nii.gz",
-                      organ_mask(geometry, organ).astype(np.uint8), geometry)
+                put(base / subject / "segmentations" / f"{organ}.nii.gz",
+                    organ_mask(geometry, organ).astype(np.uint8), geometry)
         for other in ("aorta", "urinary_bladder"):
-            write(base / subject / "segmentations" / f"{other}.nii.gz",
-                  _box_mask(geometry, EXTRA_BOX).astype(np.uint8), geometry)
+            put(base / subject / "segmentations" / f"{other}.nii.gz",
+                _box_mask(geometry, EXTRA_BOX).astype(np.uint8), geometry)
     base.mkdir(parents=True, exist_ok=True)
-    (base / "meta.csv").write_text("\n".join(rows) + "\n")
+    (base / "meta.csv").write_text("\n".join(rows) + "\n", encoding="utf-8-sig")
     return root
 
 

@@ -25,6 +25,7 @@ def test_prepare_then_verify_exit_zero(tmp_path, capsys):
                    "--allow-count-mismatch") == 0
     out = capsys.readouterr().out
     assert "totalseg_ct: 1 test case(s) found" in out and "overridden by --allow-count-mismatch" in out
+    assert "(benchmark contract: 89 from TotalSegmentator CT dataset v2.0.1" in out
     assert "s0002: no structure file for stomach" in out
     assert "totalseg_ct: 1 prepared, 0 already prepared, 0 failed" in out
     assert run_cli("verify", "--data-root", str(root)) == 0

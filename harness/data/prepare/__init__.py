@@ -5,10 +5,12 @@ puts the benchmark's test cases and how to turn its ground truth into benchmark 
 does the rest the same way for all: count check, conversion, atomic writes, resume, manifest.
 
 Prepared layout under the data root (one harness-defined layout, whatever the source's):
-    <key>/images/<case_id>.nii.gz     the image as published (copied byte for byte)
+    <key>/images/<case_id>.nii.gz     the image as published (copied byte for byte; a NIfTI whose header ITK
+                                      refuses for non-orthonormal direction cosines is written anew with
+                                      the nearest rotation, recorded per case as direction_approximated)
     <key>/labels/<case_id>.nii.gz     the ground truth in benchmark ids 0..10 (uint8), on the image grid
     <key>/prepare-report.json         per-case decisions (adrenal midline, absent structures, overlaps)
-    manifests/<key>.json              the filled manifest (cases, relative paths, sha256)
+    manifests/<key>.json              the filled manifest (cases, relative paths, sha256, the release)
 The shipped ground_truth_manifests/a-eval/<key>.json stays generic (no cases): it is the template
 and the contract (expected case count). Use the prepared benchmark with
 `--benchmark <data root>/manifests --data-root <data root>` (any folder of manifests is a benchmark).

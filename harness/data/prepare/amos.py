@@ -36,7 +36,7 @@ class Amos(SourceAdapter):
     def _wanted(self, number: str) -> bool:
         return (int(number) >= FIRST_MR_ID) == (self.modality == "MR")
 
-    def discover(self, source: Path) -> Discovery:
+    def discover(self, source: Path, *, labels: Path | None = None) -> Discovery:
         discovery = Discovery()
         root = find_dataset_root(source, "imagesVa")
         if root is None:

@@ -21,7 +21,7 @@ class Btcv(SourceAdapter):
     layout = "BTCV RawData/Training/img/img<nnnn>.nii.gz with RawData/Training/label/label<nnnn>.nii.gz"
     native_map = "btcv"
 
-    def discover(self, source: Path) -> Discovery:
+    def discover(self, source: Path, *, labels: Path | None = None) -> Discovery:
         discovery = Discovery()
         root = find_dataset_root(source, "Training/img", depth=3)
         if root is None:

@@ -36,7 +36,13 @@ def register(data_subparsers: "argparse._SubParsersAction") -> None:
                          help="organizer override: accept a case count other than the benchmark's "
                               "(the manifest then records the count found)")
     prepare.add_argument("--cases", type=Path, default=None, dest="case_list", metavar="FILE",
-                         help="take only these case ids (one per line, '#' comments), e.g. the benchmark's 40 AMOS CTs")
+                         help="take only these case ids (one per line, '#' comments), e.g. the benchmark's 40 AMOS CTs "
+                              "(default: the benchmark's published list where there is one, else every test case "
+                              "of the release)")
+    prepare.add_argument("--labels", type=Path, default=None, metavar="DIR",
+                         help="the test labels' folder where they are published apart from the images "
+                              "(word: the unpacked WORD_V0.1.0_labelsTs.zip; flare22: the validation labels); "
+                              "read only")
     _add_output_flags(prepare)
 
     verify = data_subparsers.add_parser(
@@ -76,10 +82,12 @@ def _run_prepare(args: argparse.Namespace) -> int:
     try:
         report = prepare(args.key, source=args.source, data_root=Path(data_root), force=args.force,
                          manifest_out=args.manifest_out, allow_count_mismatch=args.allow_count_mismatch,
-                         only_cases=only, progress=lambda case_id, status: bar.update(1))
+                         only_cases=only, labels=args.labels, progress=lambda case_id, status: bar.update(1))
     finally:
         bar.close()
     contract = f"benchmark contract: {report.contract_count}"
+    if report.release:
+        contract += f" from {report.release}"
     if report.count_overridden:
         contract += ", overridden by --allow-count-mismatch"
     lines = [f"{report.key}: {report.found} test case(s) found under {report.source} ({contract})"]

@@ -19,7 +19,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from harness.errors import CaseFailed, HarnessError
-from harness.imageio import Geometry, write_image_atomic
+from harness.imageio import (Geometry, HeaderInfo, read_header_approximating, read_image_approximating,
+                             write_image_atomic)
 from harness.labelmap import shipped_mapping
 
 #: Where prepared files go, relative to the data root: one folder per test set.
@@ -88,9 +89,12 @@ class SourceAdapter(ABC):
     #: one sentence describing where the test cases lie in the download, shown when nothing is found
     layout: str
 
+    #: whether the dataset publishes test labels apart from the images, so that `--labels DIR` applies
+    takes_labels_dir: bool = False
+
     @abstractmethod
-    def discover(self, source: Path) -> Discovery:
-        """The test cases under `source`, without reading any voxel."""
+    def discover(self, source: Path, *, labels: Path | None = None) -> Discovery:
+        """The test cases under `source` (labels under `labels` where given), without reading any voxel."""
 
     @abstractmethod
     def convert(self, case: SourceCase, geometry: Geometry, *, image_path: Path) -> ConvertedLabel:
@@ -160,25 +164,26 @@ def pair_cases(images: dict[str, list[Path]], labels: dict[str, list[Path]], *, 
 # ---------------------------------------------------------------- reading source files
 
 
-def read_geometry(path: Path, *, case_id: str, role: str) -> Geometry:
-    """The voxel grid of an image file, from its header only (no voxel is read)."""
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
+def read_header(path: Path, *, case_id: str, role: str) -> HeaderInfo:
+    """The voxel grid of a 3-D scalar image file, from its header only (no voxel is read).
+
+    A NIfTI header with slightly non-orthonormal direction cosines (TotalSegmentator) is read with
+    the nearest rotation; `approximation` then says by how much (harness.imageio decides this).
+    """
     try:
-        reader.ReadImageInformation()
+        info = read_header_approximating(path)
     except RuntimeError as exc:
         raise CaseFailed("unreadable_source", f"case {case_id}: cannot read {role} {path}: {_reason(exc)}") from exc
-    if reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1:
-        raise CaseFailed("unreadable_source", f"case {case_id}: {role} {path} is {reader.GetDimension()}-D with "
-                                              f"{reader.GetNumberOfComponents()} components; expected 3-D scalar")
-    return Geometry(size_xyz=tuple(reader.GetSize()), spacing_xyz=tuple(reader.GetSpacing()),
-                    origin_xyz=tuple(reader.GetOrigin()), direction=tuple(reader.GetDirection()))
+    if info.dimension != 3 or info.components != 1:
+        raise CaseFailed("unreadable_source", f"case {case_id}: {role} {path} is {info.dimension}-D with "
+                                              f"{info.components} components; expected 3-D scalar")
+    return info
 
 
 def read_array(path: Path, *, case_id: str, role: str) -> tuple[np.ndarray, Geometry]:
-    """Voxels (z, y, x) and grid of a 3-D scalar image."""
+    """Voxels (z, y, x) and grid of a 3-D scalar image (non-orthonormal NIfTI directions approximated)."""
     try:
-        image = sitk.ReadImage(str(path))
+        image, _ = read_image_approximating(path)
     except RuntimeError as exc:
         raise CaseFailed("unreadable_source", f"case {case_id}: cannot read {role} {path}: {_reason(exc)}") from exc
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
@@ -232,18 +237,26 @@ def to_benchmark_ids(map_name: str, native: np.ndarray, *, case_id: str, path: P
 # ---------------------------------------------------------------- writing outputs
 
 
-def copy_image_atomic(source: Path, destination: Path) -> None:
-    """The image as published: NIfTI-gz is copied byte for byte, anything else is converted to .nii.gz."""
+def copy_image_atomic(source: Path, destination: Path, *, clean_header: bool = False) -> None:
+    """The image as published: NIfTI-gz is copied byte for byte, anything else is converted to .nii.gz.
+
+    `clean_header`: the source header is one ITK refuses (non-orthonormal direction cosines); the
+    image is then written anew on its orthonormalised grid, so no participant container ever reads
+    the broken header. The voxels are unchanged.
+    """
     destination.parent.mkdir(parents=True, exist_ok=True)
     tmp = destination.with_name(f".tmp-{os.getpid()}-{destination.name}")
     try:
-        if source.name.lower().endswith(".nii.gz"):
+        if source.name.lower().endswith(".nii.gz") and not clean_header:
             with open(source, "rb") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst, length=1 << 22)
                 dst.flush()
                 os.fsync(dst.fileno())
         else:
-            sitk.WriteImage(sitk.ReadImage(str(source)), str(tmp), useCompression=True)
+            image, _ = read_image_approximating(source)
+            for key in image.GetMetaDataKeys():  # the source header's fields are not carried over
+                image.EraseMetaData(key)
+            sitk.WriteImage(image, str(tmp), useCompression=True)
         os.replace(tmp, destination)
     finally:
         tmp.unlink(missing_ok=True)

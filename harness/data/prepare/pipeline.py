@@ -1,8 +1,10 @@
 """Prepare one test set: find its cases in the download, write image + benchmark-id label per case, fill its manifest.
 
 The order of work is chosen so that nothing half-done looks done:
-1. discover the cases and check their count against the benchmark's contract BEFORE writing anything
-   (a wrong or incomplete download is a command-stopping error unless the organizer overrides it);
+1. discover the cases (restricted to --cases, else to the benchmark's published case list where the
+   shipped manifest has one) and check their count against the benchmark's contract BEFORE writing
+   anything (a wrong or incomplete download is a command-stopping error, naming the release the
+   benchmark was built from, unless the organizer overrides it);
 2. per case: convert the label first (the step that can fail), then write label and image through
    temporary files, then record their sha256 in the manifest, rewritten atomically after every case,
    so an interrupted run resumes where it stopped;
@@ -19,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.data.prepare.common import (PREPARED_LABEL_MAP, Discovery, SourceAdapter, SourceCase,
-                                         copy_image_atomic, output_paths, read_geometry, write_label_atomic)
+                                         copy_image_atomic, output_paths, read_header, write_label_atomic)
 from harness.data.prepare.sources import source_adapter
 from harness.errors import CaseFailed, HarnessError, SchemaError
 from harness.jsonio import read_json, write_json_atomic
-from harness.manifest import benchmark_dir, sha256_file
+from harness.manifest import Release, benchmark_dir, sha256_file
 
 MANIFESTS_DIR = "manifests"
 REPORT_NAME = "prepare-report.json"
@@ -47,6 +49,8 @@ class PrepareReport:
     found: int
     contract_count: int
     count_overridden: bool
+    #: the public release the benchmark's test set is built from (the manifest's release.name)
+    release: str | None = None
     notes: list[str] = field(default_factory=list)
     outcomes: list[CaseOutcome] = field(default_factory=list)
 
@@ -64,30 +68,47 @@ def default_manifest_path(data_root: Path, key: str) -> Path:
 
 def prepare(key: str, *, source: Path, data_root: Path, force: bool = False, manifest_out: Path | None = None,
             allow_count_mismatch: bool = False, only_cases: Iterable[str] | None = None,
-            progress: Callable[[str, str], None] | None = None) -> PrepareReport:
-    """Prepare test set `key` from the download in `source` into `data_root`; see the module docstring."""
+            labels: Path | None = None, progress: Callable[[str, str], None] | None = None) -> PrepareReport:
+    """Prepare test set `key` from the download in `source` into `data_root`; see the module docstring.
+
+    `labels`: a folder holding the test labels where the dataset publishes them apart from the images
+    (WORD's WORD_V0.1.0_labelsTs.zip, FLARE22's validation labels); only read, like the source.
+    """
     adapter = source_adapter(key)
     source = Path(source).expanduser().resolve()
     if not source.is_dir():
         raise HarnessError(f"source {source} is not a folder: give the unpacked {adapter.dataset} download")
+    if labels is not None:
+        if not adapter.takes_labels_dir:
+            raise HarnessError(f"--labels is not used for {key}: {adapter.dataset} publishes its labels with the "
+                               f"images ({adapter.layout})")
+        labels = Path(labels).expanduser().resolve()
+        if not labels.is_dir():
+            raise HarnessError(f"--labels {labels} is not a folder: give the unpacked label archive's folder")
     data_root = Path(data_root).expanduser().resolve()
     manifest_path = _manifest_target(data_root, key, manifest_out)
-    _refuse_overlap(source, data_root=data_root, outputs=[data_root / key, manifest_path.parent])
+    for read_only in (source, *([labels] if labels else [])):
+        _refuse_overlap(read_only, data_root=data_root, outputs=[data_root / key, manifest_path.parent])
     data_root.mkdir(parents=True, exist_ok=True)
     template = read_json(benchmark_dir(TEMPLATE_BENCHMARK) / f"{key}.json", "manifest")
+    release = Release.from_doc(template["release"]) if "release" in template else None
 
-    discovery = adapter.discover(source)
+    discovery = adapter.discover(source, labels=labels)
     if only_cases is not None:
         _keep_only(discovery, list(only_cases), source=source)
+    elif release is not None and release.case_list is not None:
+        _keep_published(discovery, release)
     if discovery.found == 0:
-        raise HarnessError(f"{key}: no test cases found under {source}; expected {adapter.layout}")
+        raise HarnessError(f"{key}: no test cases found under {source}; expected {adapter.layout}"
+                           + "".join(f"; {note}" for note in discovery.notes))
     contract = template["expected_case_count"]
     if discovery.found != contract and not allow_count_mismatch:
-        raise HarnessError(_count_message(key, adapter, source, discovery, contract))
+        raise HarnessError(_count_message(key, adapter, source, discovery, contract, release))
 
     report = PrepareReport(key=key, source=source, data_root=data_root, manifest_path=manifest_path,
                            found=discovery.found, contract_count=contract,
-                           count_overridden=discovery.found != contract, notes=list(discovery.notes))
+                           count_overridden=discovery.found != contract, notes=list(discovery.notes),
+                           release=release.name if release else None)
     previous = _previous_records(manifest_path, key, report)
     previous_notes = _previous_notes(data_root / key / REPORT_NAME)
     cases = {c.case_id: c for c in discovery.cases}
@@ -117,16 +138,23 @@ def prepare(key: str, *, source: Path, data_root: Path, force: bool = False, man
 
 def _prepare_case(adapter: SourceAdapter, case: SourceCase, data_root: Path) -> tuple[dict, tuple[str, ...]]:
     image_rel, label_rel = output_paths(adapter.key, case.case_id)
-    geometry = read_geometry(case.image, case_id=case.case_id, role="image")
+    header = read_header(case.image, case_id=case.case_id, role="image")
+    geometry = header.geometry
     converted = adapter.convert(case, geometry, image_path=case.image)
     if converted.array.shape != geometry.shape_array:
         raise CaseFailed("geometry_mismatch", f"case {case.case_id}: converted label has shape "
                                               f"{converted.array.shape}, image {geometry.shape_array}")
     write_label_atomic(converted.array, geometry, data_root / label_rel)
-    copy_image_atomic(case.image, data_root / image_rel)
+    approximation = header.approximation
+    copy_image_atomic(case.image, data_root / image_rel, clean_header=approximation is not None)
     record = {"case_id": case.case_id, "image": image_rel, "label": label_rel,
               "image_sha256": sha256_file(data_root / image_rel), "label_sha256": sha256_file(data_root / label_rel)}
-    return record, converted.notes
+    notes = converted.notes
+    if approximation is not None:
+        record["direction_approximated"] = approximation.record()
+        notes = (f"image {case.image}: {approximation.describe()}; the prepared image carries the orthonormal "
+                 "header", *notes)
+    return record, notes
 
 
 def _finished(data_root: Path, record: dict | None, image_rel: str, label_rel: str) -> bool:
@@ -183,12 +211,35 @@ def _keep_only(discovery: Discovery, wanted: list[str], *, source: Path) -> None
         discovery.notes.append(f"--cases: took {len(keep)} listed case(s), left out {left_out} other(s)")
 
 
-def _count_message(key: str, adapter: SourceAdapter, source: Path, discovery: Discovery, contract: int) -> str:
+def _keep_published(discovery: Discovery, release: Release) -> None:
+    """Restrict to the benchmark's published case list (shipped in the manifest template).
+
+    Unlike --cases, a listed case that is not in the source is not an error here: the count check
+    that follows says how many are missing, and small or partial downloads stay usable with
+    --allow-count-mismatch.
+    """
+    listed = set(release.case_list or ())
+    others = [c for c in discovery.case_ids() if c not in listed]
+    if not others:
+        return
+    discovery.cases = [c for c in discovery.cases if c.case_id in listed]
+    discovery.broken = {c: why for c, why in discovery.broken.items() if c in listed}
+    discovery.notes.append(f"left out {len(others)} case(s) that are not in the benchmark's published list of "
+                           f"{len(listed)} ({', '.join(others[:5])}{' ...' if len(others) > 5 else ''})")
+
+
+def _count_message(key: str, adapter: SourceAdapter, source: Path, discovery: Discovery, contract: int,
+                   release: Release | None) -> str:
     remarks = "; ".join(discovery.notes + [f"{len(discovery.broken)} of them incomplete"] * bool(discovery.broken))
+    built_from = ""
+    if release is not None:
+        built_from = f" The benchmark's {key} is {release.test_cases}, from {release.name}."
+        if release.case_list_note:
+            built_from += f" {release.case_list_note}"
     return (f"{key}: found {discovery.found} test case(s) under {source}, the benchmark expects {contract}"
-            f"{f' ({remarks})' if remarks else ''}. Expected layout: {adapter.layout}. Check that the download is "
-            "complete and the right release, pin the benchmark's cases with --cases FILE, or accept the count "
-            "with --allow-count-mismatch (organizer override)")
+            f"{f' ({remarks})' if remarks else ''}.{built_from} Expected layout: {adapter.layout}. Check that the "
+            "download is complete and the right release, pin the benchmark's cases with --cases FILE, or accept "
+            "the count with --allow-count-mismatch (organizer override)")
 
 
 def _previous_records(manifest_path: Path, key: str, report: PrepareReport) -> dict[str, dict]:
@@ -228,6 +279,7 @@ def _write_report(path: Path, report: PrepareReport) -> None:
     write_json_atomic(path, {
         "key": report.key, "source": str(report.source), "found": report.found,
         "expected_case_count": report.contract_count, "count_overridden": report.count_overridden,
+        "release": report.release,
         "notes": report.notes,
         "cases": {o.case_id: {"status": o.status, "notes": list(o.notes), "problem": o.problem}
                   for o in report.outcomes},

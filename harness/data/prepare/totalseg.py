@@ -5,7 +5,12 @@ Published layout (zenodo records 10047292 `Totalsegmentator_dataset_v201.zip` an
 reads it the same way): one folder per subject `s<nnnn>/` holding `ct.nii.gz` (MRI: `mri.nii.gz`)
 and `segmentations/<structure>.nii.gz`, one binary file per structure; `meta.csv` beside the
 subject folders, ';'-separated, whose `image_id` and `split` (train / val / test) columns give the
-official split. Only `split == test` subjects are taken.
+official split. Only `split == test` subjects are taken. The benchmark's counts are those of CT
+v2.0.1 and MRI v1.0.0 (later releases split differently): the manifest's `release` names them.
+
+About one subject in nine has a slightly non-orthonormal sform and no qform (ITK refuses it); the
+image-reading layer reads such files with the nearest rotation, the same for the image and its
+structure files (they share the header), and the pipeline writes the image with a clean header.
 
 Ground truth: the ten benchmark organs' files are merged into one volume of the native ids of the
 shipped label map (totalseg_ct_v2 or totalseg_mr: the structure file names are the map's names),
@@ -54,7 +59,7 @@ class TotalSegmentator(SourceAdapter):
         mapping = shipped_mapping(self.native_map)
         return {mapping.label_map.labels[native]: native for native in sorted(mapping.native_to_benchmark)}
 
-    def discover(self, source: Path) -> Discovery:
+    def discover(self, source: Path, *, labels: Path | None = None) -> Discovery:
         discovery = Discovery()
         root = find_dataset_root(source, META_FILE)
         if root is None:

@@ -1,8 +1,9 @@
 """WORD: the official test set (30 CT scans), with its single adrenal label split into right and left.
 
 Published layout (HiLab-git/WORD; the `WORD-V0.1.0` archive as public nnU-Net and loader scripts
-use it): `imagesTr|imagesVal|imagesTs/word_<nnnn>.nii.gz` with `labelsTr|labelsVal|labelsTs/`. Only
-imagesTs/labelsTs are taken. Native ids: label_maps/word.json (1 liver, 2 spleen, 3 kidney left,
+use it): `imagesTr|imagesVal|imagesTs/word_<nnnn>.nii.gz` with `labelsTr|labelsVal/`. Only
+imagesTs is taken; its labels are a separate archive, `WORD_V0.1.0_labelsTs.zip` -> `labelsTs/`, found
+inside `WORD-V0.1.0/`, beside it, or where `--labels DIR` says. Native ids: label_maps/word.json (1 liver, 2 spleen, 3 kidney left,
 4 kidney right, ..., 12 adrenal for BOTH glands, ..., 16 femur head right).
 
 The adrenal split (BENCHMARK.md section 3): label 12 is cut into 26-connected components, and each
@@ -30,7 +31,7 @@ from scipy import ndimage
 
 from harness.data.prepare.common import (ConvertedLabel, Discovery, SourceAdapter, SourceCase, find_dataset_root,
                                          pair_cases, read_array, read_label_on, scan, to_benchmark_ids)
-from harness.errors import CaseFailed
+from harness.errors import CaseFailed, HarnessError
 from harness.imageio import Geometry
 from harness.labelmap import load_shipped_label_map
 
@@ -58,20 +59,39 @@ def _ids() -> _WordIds:
                     adrenal_left=split["adrenal_gland_left"], adrenal_right=split["adrenal_gland_right"])
 
 
+#: The test labels' own archive, published apart from the images (it unpacks to labelsTs/).
+LABELS_ARCHIVE = "WORD_V0.1.0_labelsTs.zip"
+LABELS_FOLDER = "labelsTs"
+WHERE_LABELS_ARE = (f"WORD publishes the test labels as a separate archive, {LABELS_ARCHIVE} (download links in the "
+                    f"README of github.com/HiLab-git/WORD); unpack it inside WORD-V0.1.0/ (giving {LABELS_FOLDER}/) "
+                    "or pass its folder with --labels DIR")
+
+
 class Word(SourceAdapter):
     key = "word"
     dataset = "WORD"
-    layout = "WORD (WORD-V0.1.0/) imagesTs/word_<nnnn>.nii.gz with labelsTs/word_<nnnn>.nii.gz"
+    layout = (f"WORD (WORD-V0.1.0/) imagesTs/word_<nnnn>.nii.gz with {LABELS_FOLDER}/word_<nnnn>.nii.gz (from "
+              f"{LABELS_ARCHIVE}, inside WORD-V0.1.0/, beside it, or given with --labels DIR)")
     split_map = "word_split"
+    takes_labels_dir = True
 
-    def discover(self, source: Path) -> Discovery:
+    def discover(self, source: Path, *, labels: Path | None = None) -> Discovery:
         discovery = Discovery()
         root = find_dataset_root(source, "imagesTs")
         if root is None:
             return discovery
+        folder = labels or _find_labels(source, root)
+        if folder is None:
+            raise HarnessError(f"word: {root / 'imagesTs'} has no {LABELS_FOLDER}/ beside it (looked in {root} and "
+                               f"{root.parent}): {WHERE_LABELS_ARE}")
+        if folder != root / LABELS_FOLDER:
+            discovery.notes.append(f"test labels taken from {folder}")
         images = scan(root / "imagesTs", r"word_(\d+)\.nii(?:\.gz)?")
-        labels = scan(root / "labelsTs", r"word_(\d+)\.nii(?:\.gz)?")
-        pair_cases(images, labels, case_id=lambda n: f"word_{n}", discovery=discovery)
+        found = scan(folder, r"word_(\d+)\.nii(?:\.gz)?")
+        pair_cases(images, found, case_id=lambda n: f"word_{n}", discovery=discovery)
+        for case_id, why in discovery.broken.items():
+            if why.endswith("has no label file"):
+                discovery.broken[case_id] = f"{why} in {folder}: {WHERE_LABELS_ARE}"
         return discovery
 
     def convert(self, case: SourceCase, geometry: Geometry, *, image_path: Path) -> ConvertedLabel:
@@ -79,6 +99,14 @@ class Word(SourceAdapter):
         split, split_notes = split_adrenal(native, geometry, image_path=image_path, case_id=case.case_id)
         return ConvertedLabel(to_benchmark_ids(self.split_map, split, case_id=case.case_id, path=case.label),
                               tuple(notes + split_notes))
+
+
+def _find_labels(source: Path, root: Path) -> Path | None:
+    """labelsTs/ inside WORD-V0.1.0/, else beside it (the archive unpacked next to the images), else in the source."""
+    for candidate in (root / LABELS_FOLDER, root.parent / LABELS_FOLDER, source / LABELS_FOLDER):
+        if candidate.is_dir():
+            return candidate
+    return None
 
 
 def physical_x(geometry: Geometry, index_zyx) -> float:

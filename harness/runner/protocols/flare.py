@@ -15,6 +15,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from harness.errors import CaseFailed
+from harness.imageio import read_image_approximating
 from harness.runner.engine import Mount
 from harness.runner.protocols.outputs_tree import audit_tree
 
@@ -44,7 +45,7 @@ def stage_set(*, images: dict[str, Path], scratch: Path) -> FlareJob:
         if path.name.lower().endswith(".nii.gz"):
             shutil.copyfile(path, target)
         else:
-            sitk.WriteImage(sitk.ReadImage(str(path)), str(target), useCompression=True)
+            sitk.WriteImage(read_image_approximating(path)[0], str(target), useCompression=True)
         target.chmod(0o444)
     input_dir.chmod(0o755)
     return FlareJob(input_dir=input_dir, output_dir=output_dir, names=names)

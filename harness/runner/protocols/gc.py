@@ -18,6 +18,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from harness.errors import CaseFailed
+from harness.imageio import read_image_approximating
 from harness.manifest import InputSocket
 from harness.runner.engine import Mount
 from harness.runner.protocols.outputs_tree import audit_tree, check_mhd_header
@@ -58,7 +59,7 @@ def stage_case(*, image_path: Path, socket: InputSocket, scratch: Path) -> GcJob
     if image_path.name.lower().endswith(".mha"):
         shutil.copyfile(image_path, target)
     else:
-        image = sitk.ReadImage(str(image_path))
+        image, _ = read_image_approximating(image_path)  # harness.imageio: one rule for odd NIfTI headers
         for key in image.GetMetaDataKeys():  # NIfTI header fields MetaImage cannot hold (and would warn about)
             image.EraseMetaData(key)
         sitk.WriteImage(image, str(target), useCompression=False)
