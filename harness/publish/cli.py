@@ -25,6 +25,17 @@ def _relative_path(text: str) -> str:
     return "/".join(parts)
 
 
+def _resamples(text: str) -> int:
+    """--bootstrap: 0 (no intervals) or at least the minimum; an interval from a few draws is refused."""
+    from harness.publish.ranking import MIN_RESAMPLES
+
+    value = non_negative_int(text)
+    if 0 < value < MIN_RESAMPLES:
+        raise argparse.ArgumentTypeError(f"{value} resamples give no trustworthy 95% interval: use 0 for none, or "
+                                         f"at least {MIN_RESAMPLES}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `leaderboard` and `gc-evaluate` to the `harness` subcommands."""
     board = subparsers.add_parser(
@@ -37,8 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="output folder (created): leaderboard.{json,md,html} and CSVs")
     board.add_argument("--metric", choices=["dice", "nsd"], default="dice",
                        help="metric the rankings use (default dice)")
-    board.add_argument("--bootstrap", type=non_negative_int, default=1000, metavar="N",
-                       help="bootstrap resamples for the 95%% intervals; 0 for none (default 1000)")
+    board.add_argument("--ranking", choices=["mean", "rank-then-aggregate", "test-based"], default="mean",
+                       help="the official ranking, stated on the page (the others are shown as robustness checks): "
+                            "mean = All mean; rank-then-aggregate = mean of per-test-set ranks; test-based = number "
+                            "of submissions beaten in Holm-adjusted one-sided Wilcoxon tests (default mean)")
+    board.add_argument("--bootstrap", type=_resamples, default=1000, metavar="N",
+                       help="paired bootstrap resamples for the 95%% score and rank intervals: 0 for none, else at "
+                            "least 1000 (fewer are refused) (default 1000)")
     board.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     board.add_argument("-q", "--quiet", action="store_true", help="print only the written files")
     board.set_defaults(publish_command=run_leaderboard)
@@ -75,7 +91,8 @@ def run_leaderboard(args: argparse.Namespace) -> int:
     from harness.publish.leaderboard import build_leaderboard, load_submissions, write_leaderboard
 
     submissions = load_submissions(args.results)
-    document = build_leaderboard(submissions, metric=args.metric, resamples=args.bootstrap, seed=args.seed)
+    document = build_leaderboard(submissions, metric=args.metric, resamples=args.bootstrap, seed=args.seed,
+                                 ranking_scheme=args.ranking)
     written = write_leaderboard(document, args.out)
     if not args.quiet:
         from harness.publish.tables import markdown
