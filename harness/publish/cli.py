@@ -43,7 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Merge results.json files of one benchmark into a leaderboard: the paper's tables (Dice, NSD, "
                     "CT/MR/All means), two rankings, bootstrap 95% intervals over cases, and a static HTML report.")
     board.add_argument("results", nargs="+", metavar="RESULTS.json",
-                       help="results.json of each submission; LABEL=path shows it under LABEL")
+                       help="results.json of each submission (or a Grand-Challenge metrics.json, with --gc-ground-truth); "
+                            "LABEL=path shows it under LABEL")
+    board.add_argument("--gc-ground-truth", type=Path, default=None, metavar="DIR",
+                       help="the phase's extracted ground-truth folder, to read Grand-Challenge metrics.json files "
+                            "of `harness gc-evaluate` given among the results (their cases are opaque references)")
     board.add_argument("--out", required=True, type=Path,
                        help="output folder (created): leaderboard.{json,md,html} and CSVs")
     board.add_argument("--metric", choices=["dice", "nsd"], default="dice",
@@ -90,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_leaderboard(args: argparse.Namespace) -> int:
     from harness.publish.leaderboard import build_leaderboard, load_submissions, write_leaderboard
 
-    submissions = load_submissions(args.results)
+    submissions = load_submissions(args.results, gc_ground_truth=args.gc_ground_truth)
     document = build_leaderboard(submissions, metric=args.metric, resamples=args.bootstrap, seed=args.seed,
                                  ranking_scheme=args.ranking)
     written = write_leaderboard(document, args.out)

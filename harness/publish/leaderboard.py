@@ -73,8 +73,24 @@ def default_name(document: dict, path: Path) -> str:
     return folder or path.stem
 
 
-def load_submissions(specs: Sequence[str]) -> list[Submission]:
-    """Read and validate every results.json; labels default to the image or the results folder, made unique."""
+def read_submission(path: Path, *, gc_ground_truth: Path | None = None) -> dict:
+    """A results.json (validated), or a Grand-Challenge metrics.json converted with the organizer's ground truth."""
+    from harness.publish.gc_results import is_gc_metrics, results_from_gc_metrics
+
+    document = read_json(path)
+    if not is_gc_metrics(document):
+        return read_json(path, "results")
+    if gc_ground_truth is None:
+        raise LeaderboardError(f"{path} is a Grand-Challenge metrics.json: its cases are opaque references, so "
+                               "give the phase's ground truth with --gc-ground-truth DIR to map them back")
+    from harness.publish.gc_ground_truth import load_ground_truth
+
+    return results_from_gc_metrics(document, load_ground_truth(gc_ground_truth), where=str(path))
+
+
+def load_submissions(specs: Sequence[str], *, gc_ground_truth: Path | None = None) -> list[Submission]:
+    """Read and validate every results.json (or GC metrics.json); labels default to the image or the
+    results folder, made unique."""
     if not specs:
         raise LeaderboardError("no results.json given")
     loaded = []
@@ -82,7 +98,7 @@ def load_submissions(specs: Sequence[str]) -> list[Submission]:
         label, path = parse_source(spec)
         if not path.is_file():
             raise LeaderboardError(f"{path}: no such results file")
-        document = read_json(path, "results")
+        document = read_submission(path, gc_ground_truth=gc_ground_truth)
         name = label or default_name(document, path)
         loaded.append((name, label is not None, path, document))
     names = [name for name, *_ in loaded]
