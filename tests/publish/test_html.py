@@ -108,3 +108,35 @@ def _assert_screenshot_has_content(path) -> None:
     saturation = image.max(axis=2) - image.min(axis=2)
     colorful_rows = (saturation > 60).sum(axis=1) > 50
     assert colorful_rows.sum() > 800  # heatmaps, bars and boxes; tables alone are grey
+
+
+def test_thirty_submissions_still_read_in_a_real_browser(tmp_path_factory, chromium, tmp_path):
+    """Heatmaps, ranking figures and tables of 30 submissions: every name label has its own line."""
+    from tests.publish.conftest import make_results, run_cli
+
+    root = tmp_path_factory.mktemp("thirty")
+    files = [str(make_results(root / f"s{i:02d}" / "results.json", name=f"team-{i:02d}-a-rather-long-model-name",
+                              seed=100 + i, quality={"CT": 0.70 + 0.008 * i, "MR": 0.60 + 0.008 * i}))
+             for i in range(30)]
+    out = tmp_path / "board"
+    assert run_cli("leaderboard", *files, "--out", str(out), "--bootstrap", "1000", "-q") == 0
+    with Browser(chromium, user_data_dir=tmp_path / "profile") as browser:
+        browser.open((out / "leaderboard.html").as_uri(), width=1280, height=900)
+        layout = browser.evaluate("""
+            Object.fromEntries([...document.querySelectorAll('figure.chart')].filter(
+              f => ['overview-dice', 'blob', 'significance', 'rank-stability'].includes(f.dataset.figure)).map(f => {
+                const svg = f.querySelector('svg'); const box = svg.getBoundingClientRect();
+                const labels = [...svg.querySelectorAll('text')].filter(t => t.textContent.startsWith('team-'))
+                  .map(t => { const r = t.getBoundingClientRect(); return [r.top, r.bottom, r.left, r.right]; });
+                return [f.dataset.figure, {width: box.width, height: box.height, labels}];
+              }))""")
+        rows = browser.evaluate("document.querySelectorAll('#table-ranking tbody tr').length")
+    assert rows == 30
+    overview = layout["overview-dice"]
+    assert len(overview["labels"]) == 30 and overview["height"] > 30 * 14
+    tops = sorted(overview["labels"])
+    for above, below in zip(tops, tops[1:]):  # y-axis names: one per row, none overlapping
+        assert below[0] >= above[1] - 0.5, (above, below)
+    assert min(bottom - top for top, bottom, *_ in overview["labels"]) >= 7  # legible text, not shrunk to fit
+    for kind in ("blob", "significance", "rank-stability"):
+        assert layout[kind]["width"] > 400 and layout[kind]["labels"], kind
