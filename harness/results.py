@@ -160,6 +160,12 @@ class ResultsStore:
             self.cases[key] = {c["case_id"]: c for c in dataset["cases"]}
             if key not in self.manifests:
                 raise HarnessError(f"{self.path} holds test set {key}, which is not in this run's benchmark")
+            before = (dataset.get("fingerprint") or {}).get("cases_sha256")
+            now = case_list_fingerprint(self.manifests[key])["cases_sha256"]
+            if before is not None and before != now:
+                raise HarnessError(f"{self.path} holds test set {key} scored on another case list (fingerprint "
+                                   f"{before[:12]}, the manifest {self.manifests[key].path} now gives {now[:12]}): "
+                                   "choose another --out, or delete the file to start over")
         self.notes = list(previous.get("notes", []))
 
     def finished(self, key: str, *, include_failed: bool = True) -> set[str]:

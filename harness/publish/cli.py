@@ -67,7 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "gc-evaluate", help="Grand-Challenge evaluation: score /input/predictions.json jobs into /output/metrics.json",
         description="Evaluation-container mode: match each algorithm job of predictions.json to its ground truth by "
                     "input image name, score it, and write metrics.json (results per case, aggregates at stable "
-                    "dotted paths, no NaN). A job that cannot be matched, read or scored scores 0 and is listed.")
+                    "dotted paths, no NaN; per-case results keyed by job pk and an opaque case reference). A job "
+                    "that cannot be matched, read or scored scores 0 and is listed; a phase where no job matches "
+                    "the ground truth, or no job's output is found, exits 2 and writes no metrics.json.")
     gc.add_argument("--input", type=Path, default=Path("/input"),
                     help="folder with predictions.json and <job pk>/output/")
     gc.add_argument("--ground-truth", type=Path, default=Path("/opt/ml/input/data/ground_truth"),
@@ -79,7 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="label map of the algorithm's output ids: shipped name, JSON file or inline JSON "
                          "(default a-eval)")
     gc.add_argument("--output-relative-path", type=_relative_path, default=DEFAULT_OUTPUT_RELATIVE_PATH,
-                    help=f"the segmentation output socket's path (default {DEFAULT_OUTPUT_RELATIVE_PATH})")
+                    help="the segmentation output socket's path for jobs that declare no image output, and the "
+                         f"choice among several declared ones (default {DEFAULT_OUTPUT_RELATIVE_PATH})")
     gc.add_argument("--empty-policy", choices=["aeval", "nnunet"], default="aeval",
                     help="organ absent from both GT and prediction: aeval scores 1 (default), nnunet null")
     gc.add_argument("--metrics", default="dice,nsd,hd95,assd", help="metrics to compute (default dice,nsd,hd95,assd)")

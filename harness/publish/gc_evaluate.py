@@ -14,8 +14,11 @@ One bad job never stops the evaluation: a case whose job is missing, failed, unr
 wrong grid or of the wrong pixel type scores 0 for every organ and is listed with the reason, and a
 job that matches no ground truth is listed under `unmatched_jobs`. The numbers are computed by the
 same code as `harness run` (score_files, summarize_dataset, aggregate), so a submission scores the
-same locally and on the platform. Only a broken ground truth or an unreadable predictions.json
-stops it (exit 2): then no score would mean anything.
+same locally and on the platform. Only a broken ground truth, an unreadable predictions.json, or a
+phase set up wrong (no job matches the ground truth, or no job's output is found) stops it (exit 2,
+no metrics.json): then no score would mean anything, and 0.00 for everyone would look like one.
+Per-case results are keyed by job pk and an opaque case reference (GroundTruth.case_ref), so that
+metrics.json never pairs a hidden input image with its test set and case.
 """
 
 from __future__ import annotations

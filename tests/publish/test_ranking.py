@@ -224,3 +224,18 @@ def test_page_facts_runtime_failed_marker_and_tolerances(tmp_path, close_race):
     for organ in load_taxonomy().organs:
         assert f'data-organ="{organ.name}">{organ.nsd_tolerance_mm:g}</td>' in page
     assert page.count('data-cases="4"') == 7
+
+
+def test_a_rerun_does_not_resume_results_of_another_case_list(tmp_path, close_race):
+    from harness.errors import HarnessError
+    from harness.manifest import load_benchmark
+    from harness.results import ResultsStore
+    from harness.taxonomy import load_taxonomy
+
+    path = tmp_path / "results.json"
+    shutil.copyfile(close_race["a"], path)
+    previous = read_json(path)
+    with pytest.raises(HarnessError, match="test set btcv scored on another case list"):
+        ResultsStore.open(path, benchmark="synthetic", settings=previous["settings"],
+                          organs=list(load_taxonomy().organ_names), submission=previous["submission"],
+                          manifests=load_benchmark(str(_manifests_with_other_cases(tmp_path))))
