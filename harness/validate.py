@@ -167,8 +167,9 @@ def dry_run(client, request: ValidateRequest, image: ImageInfo) -> list[Check]:
                 name = f"dry run {dataset['modality']}"
                 details = {"runtime": runtime, "log_tail": _log_tail(scratch / "out" / "logs" / key, case["case_id"])}
                 if case["status"] == "ok":
-                    checks.append(Check(name, True, f"{key}/{case['case_id']}: output valid (Dice {dataset['dice']:.3f} "
-                                                   f"on synthetic data, not a score); {usage}", details))
+                    checks.append(Check(name, True, f"{key}/{case['case_id']}: output valid (Dice "
+                                                   f"{dataset['dice']:.3f} on synthetic data, not a score); {usage}",
+                                        details))
                 else:
                     message = participant_message(case["error"] or "", case["error_kind"], scratch)
                     checks.append(Check(name, False, f"{key}/{case['case_id']}: {message}; {usage}",
@@ -199,7 +200,8 @@ def participant_message(error: str, kind: str | None, scratch: Path) -> str:
     def explain(match: re.Match) -> str:
         unit = match["unit"] or ""
         axes = match["axes"] or ""
-        return f"{match['what']}: your output has {match['output']}{unit}, the input image has {match['input']}{unit}{axes}"
+        return (f"{match['what']}: your output has {match['output']}{unit}, "
+                f"the input image has {match['input']}{unit}{axes}")
 
     return (_GEOMETRY_PART.sub(explain, error) + ". Fix: write the segmentation with the input image's geometry "
             "(same size, spacing, origin and direction), e.g. SimpleITK `seg.CopyInformation(input_image)` or, with "

@@ -43,8 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Merge results.json files of one benchmark into a leaderboard: the paper's tables (Dice, NSD, "
                     "CT/MR/All means), two rankings, bootstrap 95% intervals over cases, and a static HTML report.")
     board.add_argument("results", nargs="+", metavar="RESULTS.json",
-                       help="results.json of each submission (or a Grand-Challenge metrics.json, with --gc-ground-truth); "
-                            "LABEL=path shows it under LABEL")
+                       help="results.json of each submission (or a Grand-Challenge metrics.json, with "
+                            "--gc-ground-truth); LABEL=path shows it under LABEL")
     board.add_argument("--gc-ground-truth", type=Path, default=None, metavar="DIR",
                        help="the phase's extracted ground-truth folder, to read Grand-Challenge metrics.json files "
                             "of `harness gc-evaluate` given among the results (their cases are opaque references)")

@@ -47,8 +47,10 @@ METRICS_NAME = "metrics.json"
 OUTPUT_IMAGE_SUFFIXES = (".mha", ".mhd", ".tif", ".tiff")
 _SAFE_PK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-#: The job statuses predictions.json carries: the platform's job serializer gives `status` as its display
-#: text ("Succeeded", "Failed", "Cancelled", ...) and no error text, so a failure is read from it alone.
+#: The job statuses predictions.json carries: the platform's job serializer (grand-challenge.org,
+#: algorithms/serializers.py JobSerializer: pk, inputs, outputs, status, rendered_result_text, started_at,
+#: completed_at, ...) gives `status` as its display text ("Succeeded", "Failed", "Cancelled", ...) and no
+#: error text, so a failure is read from `status` alone.
 SUCCEEDED = "Succeeded"
 
 

@@ -128,7 +128,8 @@ class GroundTruth:
         its case (`harness leaderboard --gc-ground-truth`); a participant who sees metrics.json learns
         the score of each of its jobs but not which test set or case a job's input image was.
         """
-        return hmac.new(self._ref_key, f"{case.test_set}/{case.case_id}".encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+        identity = f"{case.test_set}/{case.case_id}".encode("utf-8")
+        return hmac.new(self._ref_key, identity, hashlib.sha256).hexdigest()[:32]
 
     def cases_by_ref(self) -> dict[str, GroundTruthCase]:
         return {self.case_ref(c): c for c in self.cases}

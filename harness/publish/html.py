@@ -123,10 +123,11 @@ def _ranking_figures(document: dict) -> list[str]:
                                      "rank; black dot and line = median rank and 95% rank interval; red x = "
                                      "published rank."))
     tests = ranking["tests"]
+    dropped = f", {tests['n_cases_dropped']} left out as undefined" if tests["n_cases_dropped"] else ""
     parts.append(_figure(figures.significance_map(document, prefix="signif"), kind="significance",
                          caption=f"Significance map: blue where the row's submission is significantly better than "
                                  f"the column's ({tests['method']}; α = {ranking['alpha']}; {tests['n_cases']} paired "
-                                 f"cases{', ' + str(tests['n_cases_dropped']) + ' left out as undefined' if tests['n_cases_dropped'] else ''})."))
+                                 f"cases{dropped})."))
     parts.append(_figure(figures.rank_stability(document, prefix="stability"), kind="rank-stability",
                          caption="Rank of each submission under the three ranking schemes; crossing lines are "
                                  "places the choice of scheme decides."))
@@ -181,8 +182,9 @@ def test_set_table(document: dict) -> str:
         counts = sorted({e["test_sets"][t["key"]]["n_cases"] for e in document["submissions"]
                          if e["test_sets"][t["key"]]["status"] != "missing"})
         fingerprint = (t.get("fingerprint") or {}).get("cases_sha256")
-        rows.append(f'<tr data-test-set="{escape(t["key"])}"><td class="name">{escape(SHORT_TITLES.get(t["key"], t["key"]))}'
-                    f'</td><td>{escape(t["modality"])}</td><td data-cases="{t["expected_case_count"]}">'
+        title = SHORT_TITLES.get(t["key"], t["key"])
+        rows.append(f'<tr data-test-set="{escape(t["key"])}"><td class="name">{escape(title)}</td>'
+                    f'<td>{escape(t["modality"])}</td><td data-cases="{t["expected_case_count"]}">'
                     f'{t["expected_case_count"]}</td><td>{escape(", ".join(map(str, counts)) or MISSING)}</td>'
                     f'<td><code>{escape(fingerprint[:12]) if fingerprint else MISSING}</code></td></tr>')
     return ('<div class="table-wrap"><table id="table-test-sets"><thead><tr><th class="name">Test set</th>'
@@ -202,7 +204,8 @@ def submission_table(document: dict) -> str:
                     f'<td data-digest="{escape(entry.get("image_id") or "")}"><code>'
                     f'{escape(_short_digest(entry.get("image_id")))}</code></td>'
                     f'<td>{escape(entry.get("harness_version") or MISSING)}</td>'
-                    f'<td data-wall="{runtime.get("wall_s_total") or ""}">{escape(_duration(runtime.get("wall_s_total")))}</td>'
+                    f'<td data-wall="{runtime.get("wall_s_total") or ""}">'
+                    f'{escape(_duration(runtime.get("wall_s_total")))}</td>'
                     f'<td data-peak="{peak or ""}">{MISSING if peak is None else f"{peak / 1024**3:.2f} GiB"}</td>'
                     f'<td>{failed}</td></tr>')
     return ('<div class="table-wrap"><table id="table-submissions"><thead><tr><th class="name">Submission</th>'
@@ -219,7 +222,8 @@ def metrics_section() -> str:
                           for m in RANKED_METRICS)
     return (f'<ul class="notes">{definitions}<li>A test set\'s score is the mean of its organ means over cases; '
             "CT, MR and All are means of the test-set scores.</li></ul>"
-            '<div class="table-wrap"><table id="table-tolerances"><thead><tr><th class="name">NSD tolerance τ (mm)</th>'
+            '<div class="table-wrap"><table id="table-tolerances"><thead><tr>'
+            '<th class="name">NSD tolerance τ (mm)</th>'
             f'{head}</tr></thead><tbody><tr><td class="name">τ</td>{cells}</tr></tbody></table></div>')
 
 
@@ -246,7 +250,8 @@ def report(document: dict) -> str:
     body += _ranking_figures(document)
     for metric in RANKED_METRICS:
         body += [f"<h2>{METRIC_TITLES[metric]} (%)</h2>",
-                 f'<p class="note">Ordered and ranked by {METRIC_TITLES[metric]}.</p>', score_table(document, metric=metric)]
+                 f'<p class="note">Ordered and ranked by {METRIC_TITLES[metric]}.</p>',
+                 score_table(document, metric=metric)]
     body.append(f'<p class="legend">{escape(interval_text)} {MISSING}: no score (test set not run, or a group '
                 f"mean that needs a missing or partial test set). {INCOMPLETE_MARK}: fewer cases than the test "
                 f"set's contract. {FAILED_MARK}: includes failed cases, scored 0.</p>")

@@ -289,7 +289,8 @@ def unranked_reason(entry: dict) -> str | None:
     missing = [k for k, s in entry["test_sets"].items() if s["status"] == "missing"]
     partial = [f"{k} ({s['n_cases']}/{s['expected_case_count']} cases)" for k, s in entry["test_sets"].items()
                if s["status"] == "incomplete"]
-    parts = ([f"missing {', '.join(missing)}"] if missing else []) + ([f"partial {', '.join(partial)}"] if partial else [])
+    parts = (([f"missing {', '.join(missing)}"] if missing else [])
+             + ([f"partial {', '.join(partial)}"] if partial else []))
     return "unranked: " + "; ".join(parts)
 
 

@@ -31,7 +31,6 @@ from scipy.stats import kendalltau, wilcoxon
 from harness.publish import bootstrap
 
 SCHEMES = ("mean", "rank-then-aggregate", "test-based")
-SCHEME_TITLES = {"mean": "mean score", "rank-then-aggregate": "rank-then-aggregate", "test-based": "test-based"}
 #: Fewer resamples than this give intervals whose ends are a handful of draws: refused, not warned about.
 MIN_RESAMPLES = 1000
 ALPHA = 0.05
@@ -214,12 +213,12 @@ def rank(inputs: RankingInputs, *, official: str, resamples: int, seed: int, alp
     }
     if resamples and n:
         section["bootstrap"] = _bootstrap(inputs, official=official, published=published, resamples=resamples,
-                                          seed=seed, pooled_keep=dropped == 0)
+                                          seed=seed, none_dropped=dropped == 0)
     return section
 
 
 def _bootstrap(inputs: RankingInputs, *, official: str, published: np.ndarray, resamples: int, seed: int,
-               pooled_keep: bool) -> dict:
+               none_dropped: bool) -> dict:
     names = inputs.names
     set_reps, case_parts = [], []
     for data in inputs.sets:
@@ -230,7 +229,7 @@ def _bootstrap(inputs: RankingInputs, *, official: str, published: np.ndarray, r
     case_scores = None
     if official == "test-based":
         case_scores = np.concatenate(case_parts, axis=2)
-        if not pooled_keep:
+        if not none_dropped:
             # a case some submission has no defined score for is dropped, as in the point test: equal
             # scores give zero differences, which the signed-rank test ("wilcox" zero method) leaves out
             case_scores = np.where(np.isnan(case_scores).any(axis=0, keepdims=True), 0.0, case_scores)
@@ -244,9 +243,9 @@ def _bootstrap(inputs: RankingInputs, *, official: str, published: np.ndarray, r
         "rank_interval": {name: [int(np.percentile(ranks[s], 2.5, method="lower")),
                                  int(np.percentile(ranks[s], 97.5, method="higher"))] for s, name in enumerate(names)},
         "median_rank": {name: float(np.median(ranks[s])) for s, name in enumerate(names)},
-        "kendall_tau": {"median": _num(np.median(defined)) if defined.size else None,
-                        "q025": _num(np.percentile(defined, 2.5)) if defined.size else None,
-                        "q975": _num(np.percentile(defined, 97.5)) if defined.size else None},
+        "kendall_tau": {"median": float(np.median(defined)) if defined.size else None,
+                        "q025": float(np.percentile(defined, 2.5)) if defined.size else None,
+                        "q975": float(np.percentile(defined, 97.5)) if defined.size else None},
     }
 
 
@@ -258,7 +257,3 @@ def _tau(a: np.ndarray, b: np.ndarray) -> float | None:
         return 1.0
     value = kendalltau(a, b).statistic
     return None if np.isnan(value) else float(value)
-
-
-def _num(value: float) -> float:
-    return float(value)

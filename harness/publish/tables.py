@@ -139,7 +139,8 @@ def ranking_rows(document: dict) -> tuple[list[str], list[list[str]]]:
                      (f"{interval[0]}–{interval[1]}" if interval else MISSING),
                      entry["name"], display(cell), display_interval(cell),
                      _rank(ranks["mean_score"]) or MISSING,
-                     MISSING if ranks["mean_rank"] is None else f"{ranks['rank_then_aggregate']} ({ranks['mean_rank']:.2f})",
+                     (MISSING if ranks["mean_rank"] is None
+                      else f"{ranks['rank_then_aggregate']} ({ranks['mean_rank']:.2f})"),
                      MISSING if ranks["test_based"] is None else f"{ranks['test_based']} ({wins[entry['name']]})",
                      ranks.get("unranked_reason") or ""])
     return header, rows
