@@ -23,6 +23,8 @@ import numpy as np
 
 #: Resamples drawn per chunk: bounds memory at chunk x cases counts whatever --bootstrap is.
 _CHUNK = 2000
+#: Fewer resamples than this put the ends of a 95% interval on a handful of draws: refused, not warned about.
+MIN_RESAMPLES = 1000
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ def _relative_path(text: str) -> str:
 
 def _resamples(text: str) -> int:
     """--bootstrap: 0 (no intervals) or at least the minimum; an interval from a few draws is refused."""
-    from harness.publish.ranking import MIN_RESAMPLES
+    from harness.publish.bootstrap import MIN_RESAMPLES
 
     value = non_negative_int(text)
     if 0 < value < MIN_RESAMPLES:
@@ -41,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     board = subparsers.add_parser(
         "leaderboard", help="merge several results.json into one leaderboard (JSON, CSV, Markdown, HTML)",
         description="Merge results.json files of one benchmark into a leaderboard: the paper's tables (Dice, NSD, "
-                    "CT/MR/All means), two rankings, bootstrap 95% intervals over cases, and a static HTML report.")
+                    "CT/MR/All means), three rankings (one official, two as robustness checks), a paired bootstrap "
+                    "of scores and ranks (95% intervals, rank distributions, Kendall's tau), pairwise significance "
+                    "tests, and a static HTML report. Refuses to rank results of different case lists.")
     board.add_argument("results", nargs="+", metavar="RESULTS.json",
                        help="results.json of each submission (or a Grand-Challenge metrics.json, with "
                             "--gc-ground-truth); LABEL=path shows it under LABEL")
@@ -87,8 +89,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="organ absent from both GT and prediction: aeval scores 1 (default), nnunet null")
     gc.add_argument("--metrics", default="dice,nsd,hd95,assd", help="metrics to compute (default dice,nsd,hd95,assd)")
     gc.add_argument("--workers", type=positive_int, default=None, help="scoring processes (default: cores, max 4)")
-    gc.add_argument("--bootstrap", type=non_negative_int, default=1000, metavar="N",
-                    help="bootstrap resamples for the headline intervals; 0 for none (default 1000)")
+    gc.add_argument("--bootstrap", type=_resamples, default=1000, metavar="N",
+                    help="bootstrap resamples for the headline intervals: 0 for none, else at least 1000 "
+                         "(default 1000)")
     gc.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     gc.add_argument("-q", "--quiet", action="store_true", help="print only the final line, not each failed case and unmatched job")
     gc.set_defaults(publish_command=run_gc_evaluate)

@@ -35,6 +35,7 @@ from harness.errors import HarnessError
 from harness.jsonio import read_json, validate, write_json_atomic
 from harness.labelmap import LabelMapping
 from harness.publish import bootstrap
+from harness.publish.bootstrap import MIN_RESAMPLES
 from harness.publish.gc_ground_truth import INDEX_NAME, GroundTruth, GroundTruthCase, load_ground_truth
 from harness.results import RANKED_METRICS, ResultsStore, failed_record
 from harness.scoring import CaseJob, ScoreSettings
@@ -318,6 +319,8 @@ def evaluate_predictions(*, input_dir: Path, ground_truth_dir: Path, output_dir:
                          workers: int = 1, resamples: int = 1000, seed: int = 0,
                          log: Callable[[str], None] | None = None) -> dict:
     """Evaluate one submission; writes output_dir/metrics.json (validated, atomic) and returns it."""
+    if 0 < resamples < MIN_RESAMPLES:
+        raise HarnessError(f"bootstrap resamples {resamples}: use 0 for none, or at least {MIN_RESAMPLES}")
     ground_truth = load_ground_truth(ground_truth_dir, benchmark=benchmark)
     jobs = read_predictions(input_dir)
     assigned, unmatched = assign_jobs(jobs, ground_truth=ground_truth, input_dir=Path(input_dir),

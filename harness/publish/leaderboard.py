@@ -335,10 +335,10 @@ def _paired_replicates(submissions: Sequence[Submission], key: str, *, organs: l
 
 
 def check_resamples(resamples: int) -> None:
-    """0 (no intervals) or at least ranking.MIN_RESAMPLES: an interval from a few draws is not an interval."""
-    if resamples < 0 or 0 < resamples < ranking.MIN_RESAMPLES:
+    """0 (no intervals) or at least bootstrap.MIN_RESAMPLES: an interval from a few draws is not an interval."""
+    if resamples < 0 or 0 < resamples < bootstrap.MIN_RESAMPLES:
         raise LeaderboardError(f"--bootstrap {resamples}: use 0 for no intervals, or at least "
-                               f"{ranking.MIN_RESAMPLES} resamples (the ends of a 95% interval are the 2.5th and "
+                               f"{bootstrap.MIN_RESAMPLES} resamples (the ends of a 95% interval are the 2.5th and "
                                "97.5th percentiles: fewer draws put them on a handful of samples)")
 
 

@@ -29,10 +29,9 @@ import numpy as np
 from scipy.stats import kendalltau, wilcoxon
 
 from harness.publish import bootstrap
+from harness.publish.bootstrap import MIN_RESAMPLES
 
 SCHEMES = ("mean", "rank-then-aggregate", "test-based")
-#: Fewer resamples than this give intervals whose ends are a handful of draws: refused, not warned about.
-MIN_RESAMPLES = 1000
 ALPHA = 0.05
 TEST_METHOD = ("one-sided Wilcoxon signed-rank test on paired case scores (each case's mean over organs; all test "
                "sets pooled) for every ordered pair, Holm-adjusted over all pairs")

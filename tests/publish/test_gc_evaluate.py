@@ -21,7 +21,7 @@ def layout(tmp_path_factory):
 @pytest.fixture(scope="module")
 def metrics(layout):
     code = run_cli("gc-evaluate", "--input", str(layout.input_dir), "--ground-truth", str(layout.ground_truth_dir),
-                   "--output", str(layout.output_dir), "--workers", "1", "--bootstrap", "500", "-q")
+                   "--output", str(layout.output_dir), "--workers", "1", "--bootstrap", "1000", "-q")
     assert code == 0
     return read_json(layout.output_dir / "metrics.json", "gc_metrics")
 
@@ -83,7 +83,7 @@ def test_same_numbers_whatever_the_job_order_and_workers(layout, metrics, tmp_pa
     again = evaluate_predictions(input_dir=shuffled, ground_truth_dir=layout.ground_truth_dir,
                                  output_dir=tmp_path / "out", pred_mapping=shipped_mapping("a-eval"),
                                  settings=ScoreSettings(), output_relative_path=RELATIVE_PATH, workers=2,
-                                 resamples=500)
+                                 resamples=1000)
     assert again["aggregates"] == metrics["aggregates"]
     assert [r["case_ref"] for r in again["results"]] == [r["case_ref"] for r in metrics["results"]]
 
