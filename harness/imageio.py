@@ -97,8 +97,10 @@ def read_image(path: Path, *, case_id: str, role: str, kind: str) -> sitk.Image:
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise CaseFailed(kind, f"case {case_id}: {role} {path} has {image.GetNumberOfComponentsPerPixel()} "
                                "components per voxel; a label image must have one")
-    if image.GetDimension() != 3:
-        raise CaseFailed(kind, f"case {case_id}: {role} {path} is {image.GetDimension()}-D; expected 3-D")
+    if image.GetDimension() != 3:  # readable, but not on a 3-D grid: a geometry error for a prediction
+        raise CaseFailed("geometry_mismatch" if role == "prediction" else kind,
+                         f"case {case_id}: {role} {path} is {image.GetDimension()}-D; expected 3-D"
+                         + (" on the input's grid (copy the input image's geometry)" if role == "prediction" else ""))
     return image
 
 

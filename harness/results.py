@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import hashlib
 import io
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any, Iterable
 from harness import __version__
 from harness.errors import HarnessError
 from harness.jsonio import read_json, to_plain, validate, write_json_atomic, write_text_atomic
-from harness.manifest import Manifest
+from harness.manifest import Manifest, sha256_file
 
 METRIC_NAMES = ("dice", "nsd", "hd95", "assd")
 RANKED_METRICS = ("dice", "nsd")
@@ -67,6 +69,21 @@ def _mean(values: Iterable[Any]) -> float | None:
     return sum(defined) / len(defined) if defined else None
 
 
+def case_list_fingerprint(manifest: Manifest) -> dict:
+    """What a test set was scored on: a digest of its case list, and the manifest file's checksum.
+
+    Why: two results of "btcv" are comparable only if they were scored on the same cases (the same
+    ids and, where the manifest pins them, the same image and label checksums). The case digest is
+    independent of case order; the manifest checksum tells organizers which file to look at when
+    digests differ. `harness leaderboard` refuses to rank results whose case digests differ.
+    """
+    listed = sorted([c.case_id, c.image_sha256, c.label_sha256] for c in manifest.cases)
+    digest = hashlib.sha256(json.dumps(listed, separators=(",", ":")).encode("utf-8")).hexdigest()
+    path = Path(manifest.path)
+    return {"cases_sha256": digest, "n_listed": len(listed),
+            "manifest_sha256": sha256_file(path) if path.is_file() else None}
+
+
 def summarize_dataset(manifest: Manifest, cases: list[dict], *, organs: list[str], metrics: list[str]) -> dict:
     order = {c.case_id: i for i, c in enumerate(manifest.cases)}
     cases = sorted(cases, key=lambda c: (order.get(c["case_id"], len(order)), c["case_id"]))
@@ -84,7 +101,7 @@ def summarize_dataset(manifest: Manifest, cases: list[dict], *, organs: list[str
         "expected_case_count": manifest.expected_case_count, "n_cases": len(cases),
         "n_failed": sum(1 for c in cases if c["status"] == "failed"),
         "complete": len(cases) == manifest.expected_case_count and manifest.expected_case_count > 0,
-        "cases": cases, "organs": organ_summary,
+        "fingerprint": case_list_fingerprint(manifest), "cases": cases, "organs": organ_summary,
         "dice": _mean(o["dice"] for o in organ_summary.values()),
         "nsd": _mean(o["nsd"] for o in organ_summary.values()),
     }
@@ -143,6 +160,12 @@ class ResultsStore:
             self.cases[key] = {c["case_id"]: c for c in dataset["cases"]}
             if key not in self.manifests:
                 raise HarnessError(f"{self.path} holds test set {key}, which is not in this run's benchmark")
+            before = (dataset.get("fingerprint") or {}).get("cases_sha256")
+            now = case_list_fingerprint(self.manifests[key])["cases_sha256"]
+            if before is not None and before != now:
+                raise HarnessError(f"{self.path} holds test set {key} scored on another case list (fingerprint "
+                                   f"{before[:12]}, the manifest {self.manifests[key].path} now gives {now[:12]}): "
+                                   "choose another --out, or delete the file to start over")
         self.notes = list(previous.get("notes", []))
 
     def finished(self, key: str, *, include_failed: bool = True) -> set[str]:

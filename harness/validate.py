@@ -22,13 +22,31 @@ from harness.errors import HarnessError
 from harness.jsonio import write_json_atomic
 from harness.labelmap import build_mapping, resolve_label_map
 from harness.runner import engine
-from harness.runner.images import (DEFAULT_OUTPUT_RELATIVE_PATH, LABEL_FLARE_COMMAND, LABEL_OUTPUT_PATH, PROTOCOLS,
-                                   DEFAULT_FLARE_COMMAND, ImageInfo, check_tarball, declared_label_map, inspect_image,
-                                   load_tarball)
+from harness.runner.images import (DEFAULT_OUTPUT_RELATIVE_PATH, LABEL_FLARE_COMMAND, LABEL_LABEL_MAP,
+                                   LABEL_LABEL_MAP_FILE, LABEL_OUTPUT_PATH, PROTOCOLS, DEFAULT_FLARE_COMMAND, ImageInfo,
+                                   check_tarball, declared_label_map, inspect_image, load_tarball)
 from harness.runner.sandbox import SandboxPolicy
+from harness.taxonomy import load_taxonomy
 
 #: Synthetic sample cases of both modalities used by the dry run (test set key, number of cases).
 SAMPLE_SETS = (("flare22", 1), ("amos_mr", 1))
+#: Lines of the container's log kept in the report for each dry-run case.
+LOG_TAIL_LINES = 40
+
+
+def no_label_map_message() -> str:
+    """What to do when an image declares no label map: the flag, or the image labels that declare one."""
+    organs = load_taxonomy().organs
+    first, last = organs[0], organs[-1]
+    return (f"the image declares no label map, so its output ids mean nothing yet. If it writes the benchmark's ids "
+            f"({first.id} {first.name} ... {last.id} {last.name}), pass --label-map a-eval; otherwise declare its ids "
+            f"with the image label {LABEL_LABEL_MAP} (a shipped name such as a-eval, or inline JSON) or "
+            f"{LABEL_LABEL_MAP_FILE} (the path of a JSON file inside the image), e.g. "
+            f"`LABEL {LABEL_LABEL_MAP}=a-eval` in the Dockerfile")
+
+
+_GEOMETRY_PART = re.compile(r"(?P<what>size|spacing|origin|direction) (?P<output>\([^)]*\)) != "
+                            r"(?P<input>\([^)]*\))(?P<unit> mm)?(?P<axes> \(x,y,z\))?")
 
 
 @dataclass
@@ -100,8 +118,7 @@ def _label_map_check(client, image: ImageInfo, request: ValidateRequest) -> Chec
     try:
         label_map = resolve_label_map(request.label_map) if request.label_map else declared_label_map(client, image)
         if label_map is None:
-            return Check("label map", False, "none declared: set the image label org.a-eval.label-map (inline JSON or "
-                                             "a shipped name) or org.a-eval.label-map-file (a JSON file in the image)")
+            return Check("label map", False, no_label_map_message())
         mapping = build_mapping(label_map)
     except HarnessError as error:
         return Check("label map", False, str(error))
@@ -143,18 +160,52 @@ def dry_run(client, request: ValidateRequest, image: ImageInfo) -> list[Check]:
                                  label_map=request.label_map, output_relative_path=request.output_relative_path,
                                  model_dir=request.model_dir, policy=request.policy, workers=1)
         document = SubmissionRun(run_request, client=client).execute()
-    for key, dataset in document["datasets"].items():
-        for case in dataset["cases"]:
-            runtime = case.get("runtime") or {}
-            usage = _usage(runtime, request.policy)
-            name = f"dry run {dataset['modality']}"
-            if case["status"] == "ok":
-                checks.append(Check(name, True, f"{key}/{case['case_id']}: output valid (Dice {dataset['dice']:.3f} on "
-                                               f"synthetic data, not a score); {usage}", {"runtime": runtime}))
-            else:
-                checks.append(Check(name, False, f"{key}/{case['case_id']}: {case['error']}; {usage}",
-                                    {"runtime": runtime, "error_kind": case["error_kind"]}))
+        for key, dataset in document["datasets"].items():  # inside: the logs live in the scratch folder
+            for case in dataset["cases"]:
+                runtime = case.get("runtime") or {}
+                usage = _usage(runtime, request.policy)
+                name = f"dry run {dataset['modality']}"
+                details = {"runtime": runtime, "log_tail": _log_tail(scratch / "out" / "logs" / key, case["case_id"])}
+                if case["status"] == "ok":
+                    checks.append(Check(name, True, f"{key}/{case['case_id']}: output valid (Dice "
+                                                   f"{dataset['dice']:.3f} on synthetic data, not a score); {usage}",
+                                        details))
+                else:
+                    message = participant_message(case["error"] or "", case["error_kind"], scratch)
+                    checks.append(Check(name, False, f"{key}/{case['case_id']}: {message}; {usage}",
+                                        {**details, "error_kind": case["error_kind"]}))
     return checks
+
+
+def _log_tail(folder: Path, case_id: str) -> list[str]:
+    """The last lines of the container's log for a case (its own log, else the FLARE set run's)."""
+    for path in (folder / f"{case_id}.log", folder / "flare-run.log"):
+        if path.is_file():
+            return path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+    return []
+
+
+def participant_message(error: str, kind: str | None, scratch: Path) -> str:
+    """A dry-run failure as a participant can act on it.
+
+    The validation's scratch folder is gone when the message is read, so a path inside it is shown
+    as the file's name only. A geometry failure says which value is the output's and which the
+    input's, and how to fix it: write the output on the input image's grid.
+    """
+    for root in {str(scratch), str(scratch.resolve())}:
+        error = re.sub(re.escape(root) + r"/[^\s:;,]*?([^/\s:;,]+)(?=$|[\s:;,])", r"\1", error)
+    if kind != "geometry_mismatch":
+        return error
+
+    def explain(match: re.Match) -> str:
+        unit = match["unit"] or ""
+        axes = match["axes"] or ""
+        return (f"{match['what']}: your output has {match['output']}{unit}, "
+                f"the input image has {match['input']}{unit}{axes}")
+
+    return (_GEOMETRY_PART.sub(explain, error) + ". Fix: write the segmentation with the input image's geometry "
+            "(same size, spacing, origin and direction), e.g. SimpleITK `seg.CopyInformation(input_image)` or, with "
+            "nibabel, the input's affine and header")
 
 
 def _usage(runtime: dict, policy: SandboxPolicy) -> str:

@@ -23,6 +23,8 @@ import numpy as np
 
 #: Resamples drawn per chunk: bounds memory at chunk x cases counts whatever --bootstrap is.
 _CHUNK = 2000
+#: Fewer resamples than this put the ends of a 95% interval on a handful of draws: refused, not warned about.
+MIN_RESAMPLES = 1000
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ def case_matrix(cases: Sequence[dict], *, organs: Sequence[str], metric: str) ->
 
 def dataset_score(matrix: np.ndarray) -> float | None:
     """Mean of the organ means over cases, skipping undefined values; None if nothing is defined."""
-    replicate = _scores_from_counts(np.ones((1, matrix.shape[0])), matrix)[0]
+    replicate = scores_from_counts(np.ones((1, matrix.shape[0])), matrix)[0]
     return None if np.isnan(replicate) else float(replicate)
 
 
@@ -70,11 +72,11 @@ def replicates(matrix: np.ndarray, *, resamples: int, rng: np.random.Generator) 
         drawn = rng.integers(0, n_cases, size=(size, n_cases))
         offsets = (np.arange(size) * n_cases)[:, None]
         counts = np.bincount((drawn + offsets).ravel(), minlength=size * n_cases).reshape(size, n_cases)
-        out[start:start + size] = _scores_from_counts(counts.astype(float), matrix)
+        out[start:start + size] = scores_from_counts(counts.astype(float), matrix)
     return out
 
 
-def _scores_from_counts(counts: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+def scores_from_counts(counts: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Dataset scores for rows of case weights: per organ, weighted mean over defined values."""
     defined = ~np.isnan(matrix)
     sums = counts @ np.where(defined, matrix, 0.0)

@@ -25,20 +25,42 @@ def _relative_path(text: str) -> str:
     return "/".join(parts)
 
 
+def _resamples(text: str) -> int:
+    """--bootstrap: 0 (no intervals) or at least the minimum; an interval from a few draws is refused."""
+    from harness.publish.bootstrap import MIN_RESAMPLES
+
+    value = non_negative_int(text)
+    if 0 < value < MIN_RESAMPLES:
+        raise argparse.ArgumentTypeError(f"{value} resamples give no trustworthy 95% interval: use 0 for none, or "
+                                         f"at least {MIN_RESAMPLES}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `leaderboard` and `gc-evaluate` to the `harness` subcommands."""
     board = subparsers.add_parser(
         "leaderboard", help="merge several results.json into one leaderboard (JSON, CSV, Markdown, HTML)",
         description="Merge results.json files of one benchmark into a leaderboard: the paper's tables (Dice, NSD, "
-                    "CT/MR/All means), two rankings, bootstrap 95% intervals over cases, and a static HTML report.")
+                    "CT/MR/All means), three rankings (one official, two as robustness checks), a paired bootstrap "
+                    "of scores and ranks (95% intervals, rank distributions, Kendall's tau), pairwise significance "
+                    "tests, and a static HTML report. Refuses to rank results of different case lists.")
     board.add_argument("results", nargs="+", metavar="RESULTS.json",
-                       help="results.json of each submission; LABEL=path shows it under LABEL")
+                       help="results.json of each submission (or a Grand-Challenge metrics.json, with "
+                            "--gc-ground-truth); LABEL=path shows it under LABEL")
+    board.add_argument("--gc-ground-truth", type=Path, default=None, metavar="DIR",
+                       help="the phase's extracted ground-truth folder, to read Grand-Challenge metrics.json files "
+                            "of `harness gc-evaluate` given among the results (their cases are opaque references)")
     board.add_argument("--out", required=True, type=Path,
                        help="output folder (created): leaderboard.{json,md,html} and CSVs")
     board.add_argument("--metric", choices=["dice", "nsd"], default="dice",
                        help="metric the rankings use (default dice)")
-    board.add_argument("--bootstrap", type=non_negative_int, default=1000, metavar="N",
-                       help="bootstrap resamples for the 95%% intervals; 0 for none (default 1000)")
+    board.add_argument("--ranking", choices=["mean", "rank-then-aggregate", "test-based"], default="mean",
+                       help="the official ranking, stated on the page (the others are shown as robustness checks): "
+                            "mean = All mean; rank-then-aggregate = mean of per-test-set ranks; test-based = number "
+                            "of submissions beaten in Holm-adjusted one-sided Wilcoxon tests (default mean)")
+    board.add_argument("--bootstrap", type=_resamples, default=1000, metavar="N",
+                       help="paired bootstrap resamples for the 95%% score and rank intervals: 0 for none, else at "
+                            "least 1000 (fewer are refused) (default 1000)")
     board.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     board.add_argument("-q", "--quiet", action="store_true", help="print only the written files")
     board.set_defaults(publish_command=run_leaderboard)
@@ -47,7 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "gc-evaluate", help="Grand-Challenge evaluation: score /input/predictions.json jobs into /output/metrics.json",
         description="Evaluation-container mode: match each algorithm job of predictions.json to its ground truth by "
                     "input image name, score it, and write metrics.json (results per case, aggregates at stable "
-                    "dotted paths, no NaN). A job that cannot be matched, read or scored scores 0 and is listed.")
+                    "dotted paths, no NaN; per-case results keyed by job pk and an opaque case reference). A job "
+                    "that cannot be matched, read or scored scores 0 and is listed; a phase where no job matches "
+                    "the ground truth, or no job's output is found, exits 2 and writes no metrics.json.")
     gc.add_argument("--input", type=Path, default=Path("/input"),
                     help="folder with predictions.json and <job pk>/output/")
     gc.add_argument("--ground-truth", type=Path, default=Path("/opt/ml/input/data/ground_truth"),
@@ -59,13 +83,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="label map of the algorithm's output ids: shipped name, JSON file or inline JSON "
                          "(default a-eval)")
     gc.add_argument("--output-relative-path", type=_relative_path, default=DEFAULT_OUTPUT_RELATIVE_PATH,
-                    help=f"the segmentation output socket's path (default {DEFAULT_OUTPUT_RELATIVE_PATH})")
+                    help="the segmentation output socket's path for jobs that declare no image output, and the "
+                         f"choice among several declared ones (default {DEFAULT_OUTPUT_RELATIVE_PATH})")
     gc.add_argument("--empty-policy", choices=["aeval", "nnunet"], default="aeval",
                     help="organ absent from both GT and prediction: aeval scores 1 (default), nnunet null")
     gc.add_argument("--metrics", default="dice,nsd,hd95,assd", help="metrics to compute (default dice,nsd,hd95,assd)")
     gc.add_argument("--workers", type=positive_int, default=None, help="scoring processes (default: cores, max 4)")
-    gc.add_argument("--bootstrap", type=non_negative_int, default=1000, metavar="N",
-                    help="bootstrap resamples for the headline intervals; 0 for none (default 1000)")
+    gc.add_argument("--bootstrap", type=_resamples, default=1000, metavar="N",
+                    help="bootstrap resamples for the headline intervals: 0 for none, else at least 1000 "
+                         "(default 1000)")
     gc.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     gc.add_argument("-q", "--quiet", action="store_true", help="print only the final line, not each failed case and unmatched job")
     gc.set_defaults(publish_command=run_gc_evaluate)
@@ -74,8 +100,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_leaderboard(args: argparse.Namespace) -> int:
     from harness.publish.leaderboard import build_leaderboard, load_submissions, write_leaderboard
 
-    submissions = load_submissions(args.results)
-    document = build_leaderboard(submissions, metric=args.metric, resamples=args.bootstrap, seed=args.seed)
+    submissions = load_submissions(args.results, gc_ground_truth=args.gc_ground_truth)
+    document = build_leaderboard(submissions, metric=args.metric, resamples=args.bootstrap, seed=args.seed,
+                                 ranking_scheme=args.ranking)
     written = write_leaderboard(document, args.out)
     if not args.quiet:
         from harness.publish.tables import markdown

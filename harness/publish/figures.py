@@ -203,3 +203,143 @@ def ct_vs_mr(document: dict, *, prefix: str) -> str:
         handles = [matplotlib.patches.Patch(color=_GROUP_COLORS[g], label=GROUP_TITLES[g]) for g in groups]
         fig.legend(handles=handles, loc="upper center", ncols=len(groups), frameon=False)
         return to_svg(fig, prefix=prefix)
+
+
+def _ranked(document: dict) -> list[str]:
+    """Ranked submissions in the official order (the order every ranking figure uses)."""
+    ranked = set(document["ranking"]["submissions"])
+    return [e["name"] for e in document["submissions"] if e["name"] in ranked]
+
+
+def blob_plot(document: dict, *, prefix: str) -> str:
+    """challengeR's blob plot: per submission, how often each rank came up in the paired bootstrap.
+
+    A blob's area is the share of resamples giving that rank; the black dot is the median rank and
+    the line the 95% rank interval. A submission whose blobs spread over many ranks owes its place
+    to the draw of cases.
+    """
+    boot = document["ranking"]["bootstrap"]
+    names = _ranked(document)
+    n = len(names)
+    official = {e["name"]: e["ranks"]["official"] for e in document["submissions"]}
+    with rc_context(_RC):
+        fig, (ax,) = _grid(rows=1, cols=1, panel_in=(max(4.6, 0.42 * n + 0.6), max(2.4, 0.3 * n + 0.6)),
+                           gap_in=(0, 0), margins_in=(0.7, 0.2, 1.3, 0.3))
+        for i, name in enumerate(names):
+            counts = np.asarray(boot["rank_counts"][name], dtype=float)
+            share = counts / max(1.0, counts.sum())
+            ranks = np.nonzero(share)[0]
+            ax.scatter(np.full(len(ranks), i), ranks + 1, s=220 * share[ranks], color="#4c72b0", alpha=0.55,
+                       edgecolor="none", zorder=2)
+            low, high = boot["rank_interval"][name]
+            ax.plot([i, i], [low, high], color="black", linewidth=0.9, zorder=3)
+            ax.scatter([i], [boot["median_rank"][name]], s=10, color="black", zorder=4)
+            ax.scatter([i], [official[name]], s=26, marker="x", color="#c44e52", linewidth=1.0, zorder=5)
+        ax.set_xticks(range(n), [_short(nm, 18) for nm in names], rotation=40, ha="right")
+        ax.set_xlim(-0.7, n - 0.3)
+        ax.set_ylim(n + 0.7, 0.3)
+        ax.set_yticks(range(1, n + 1) if n <= 15 else range(1, n + 1, max(1, n // 10)))
+        ax.set_ylabel("rank in bootstrap resamples")
+        ax.grid(axis="y", color="#eeeeee", linewidth=0.6)
+        ax.set_axisbelow(True)
+        return to_svg(fig, prefix=prefix)
+
+
+def significance_map(document: dict, *, prefix: str) -> str:
+    """Pairwise significance: a filled cell where the row's submission beats the column's significantly
+    (one-sided Wilcoxon signed-rank, Holm-adjusted), submissions in the official order."""
+    ranking = document["ranking"]
+    names = _ranked(document)
+    index = {name: i for i, name in enumerate(ranking["submissions"])}
+    order = [index[n] for n in names]
+    p = np.array([[np.nan if v is None else v for v in row] for row in ranking["tests"]["p_adjusted"]], dtype=float)
+    n = len(names)
+    p = p[np.ix_(order, order)] if n else np.zeros((0, 0))
+    beats = np.where(np.isnan(p), 0.0, (p < ranking["alpha"]).astype(float))
+    if n:
+        np.fill_diagonal(beats, np.nan)  # no test of a submission against itself
+    cell = 0.32 if n <= 20 else 0.24
+    labels = [_short(nm, 20) for nm in names]
+    with rc_context(_RC):
+        fig, (ax,) = _grid(rows=1, cols=1, panel_in=(max(2.6, cell * n), max(2.6, cell * n)), gap_in=(0, 0),
+                           margins_in=(1.6, 0.3, 1.5, 0.3))
+        cmap = matplotlib.colors.ListedColormap(["#f2f2f2", "#2a7ab0"]).with_extremes(bad="white")
+        ax.imshow(np.ma.masked_invalid(beats), cmap=cmap, vmin=0, vmax=1, aspect="equal")
+        ax.set_xticks(range(n), labels, rotation=50, ha="right", fontsize=7 if n > 12 else 8)
+        ax.set_yticks(range(n), labels, fontsize=7 if n > 12 else 8)
+        ax.set_xlabel("is beaten (column)")
+        ax.set_ylabel("beats (row)")
+        ax.set_xticks(np.arange(-0.5, n, 1), minor=True)
+        ax.set_yticks(np.arange(-0.5, n, 1), minor=True)
+        ax.grid(which="minor", color="white", linewidth=1.0)
+        ax.tick_params(which="both", length=0)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        return to_svg(fig, prefix=prefix)
+
+
+def rank_stability(document: dict, *, prefix: str) -> str:
+    """Each ranked submission's rank under the three schemes, joined by a line (challengeR's line plot
+    of ranking robustness): crossing lines are places the choice of scheme decides."""
+    ranking = document["ranking"]
+    names = _ranked(document)
+    schemes = list(ranking["schemes"])
+    n = len(names)
+    colors = submission_colors(n)
+    with rc_context(_RC):
+        fig, (ax,) = _grid(rows=1, cols=1, panel_in=(3.6, max(2.0, 0.26 * n + 0.4)), gap_in=(0, 0),
+                           margins_in=(0.7, 2.2, 0.6, 0.3))
+        for i, name in enumerate(names):
+            ranks = [ranking["schemes"][s][name] for s in schemes]
+            ax.plot(range(len(schemes)), ranks, marker="o", markersize=3.5, color=colors[i], linewidth=1.1)
+            ax.text(len(schemes) - 1 + 0.08, ranks[-1] + 0.12 * ((i % 3) - 1), _short(name, 26), va="center",
+                    fontsize=7, color=colors[i])
+        ax.set_xticks(range(len(schemes)), [s + (" (official)" if s == ranking["official"] else "")
+                                            for s in schemes])
+        ax.set_xlim(-0.2, len(schemes) - 0.8)
+        ax.set_ylim(n + 0.6, 0.4)
+        ax.set_yticks(range(1, n + 1) if n <= 15 else range(1, n + 1, max(1, n // 10)))
+        ax.set_ylabel("rank")
+        ax.grid(axis="y", color="#eeeeee", linewidth=0.6)
+        return to_svg(fig, prefix=prefix)
+
+
+def overview_heatmap(document: dict, *, metric: str, prefix: str) -> str:
+    """All submissions x test sets (and CT/MR/All means) of one metric, one row per submission.
+
+    One compact figure that still reads with 30 submissions: rows grow with the number of
+    submissions at a fixed height each, names sit on the axis, values are printed in each cell.
+    """
+    entries = document["submissions"]
+    keys = [t["key"] for t in document["test_sets"]]
+    groups = [g for g in ("ct", "mr", "all") if document["groups"][g]]
+    values = np.full((len(entries), len(keys) + len(groups)), np.nan)
+    for i, entry in enumerate(entries):
+        for j, key in enumerate(keys):
+            score = entry["test_sets"][key][metric]["score"]
+            values[i, j] = np.nan if score is None else 100 * score
+        for j, group in enumerate(groups):
+            score = entry["groups"][group][metric]["score"]
+            values[i, len(keys) + j] = np.nan if score is None else 100 * score
+    cmap = _HEAT.with_extremes(bad=_MISSING_COLOR)
+    with rc_context(_RC):
+        fig, (ax,) = _grid(rows=1, cols=1, panel_in=(0.62 * values.shape[1], 0.26 * max(1, len(entries))),
+                           gap_in=(0, 0), margins_in=(2.1, 0.9, 0.9, 0.35))
+        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0, vmax=100, aspect="auto")
+        for i in range(values.shape[0]):
+            for j in range(values.shape[1]):
+                v = values[i, j]
+                ax.text(j, i, "n/a" if np.isnan(v) else f"{v:.1f}", ha="center", va="center", fontsize=7,
+                        color="#333333" if np.isnan(v) or v > 60 else "white")
+        ax.set_xticks(range(values.shape[1]), [SHORT_TITLES.get(k, k) for k in keys]
+                      + [GROUP_TITLES[g] for g in groups], rotation=40, ha="right")
+        ax.set_yticks(range(len(entries)), [_short(e["name"], 30) for e in entries], fontsize=7.5)
+        ax.axvline(len(keys) - 0.5, color="white", linewidth=2.5)
+        ax.set_title(f"{METRIC_TITLES[metric]} (%)")
+        ax.tick_params(length=0)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        box = ax.get_position()
+        cax = fig.add_axes((box.x1 + 0.15 / fig.get_figwidth(), box.y0, 0.12 / fig.get_figwidth(), box.height))
+        fig.colorbar(image, cax=cax, label="%")
+        return to_svg(fig, prefix=prefix)

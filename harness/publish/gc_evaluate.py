@@ -14,8 +14,11 @@ One bad job never stops the evaluation: a case whose job is missing, failed, unr
 wrong grid or of the wrong pixel type scores 0 for every organ and is listed with the reason, and a
 job that matches no ground truth is listed under `unmatched_jobs`. The numbers are computed by the
 same code as `harness run` (score_files, summarize_dataset, aggregate), so a submission scores the
-same locally and on the platform. Only a broken ground truth or an unreadable predictions.json
-stops it (exit 2): then no score would mean anything.
+same locally and on the platform. Only a broken ground truth, an unreadable predictions.json, or a
+phase set up wrong (no job matches the ground truth, or no job's output is found) stops it (exit 2,
+no metrics.json): then no score would mean anything, and 0.00 for everyone would look like one.
+Per-case results are keyed by job pk and an opaque case reference (GroundTruth.case_ref), so that
+metrics.json never pairs a hidden input image with its test set and case.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from harness.errors import HarnessError
 from harness.jsonio import read_json, validate, write_json_atomic
 from harness.labelmap import LabelMapping
 from harness.publish import bootstrap
-from harness.publish.gc_ground_truth import GroundTruth, GroundTruthCase, load_ground_truth
+from harness.publish.bootstrap import MIN_RESAMPLES
+from harness.publish.gc_ground_truth import INDEX_NAME, GroundTruth, GroundTruthCase, load_ground_truth
 from harness.results import RANKED_METRICS, ResultsStore, failed_record
 from harness.scoring import CaseJob, ScoreSettings
 from harness.scoring_pool import ScoringPool
@@ -43,10 +47,20 @@ METRICS_NAME = "metrics.json"
 #: Image files Grand-Challenge stores for an image output (.mhd comes with its .raw/.zraw).
 OUTPUT_IMAGE_SUFFIXES = (".mha", ".mhd", ".tif", ".tiff")
 _SAFE_PK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: The job statuses predictions.json carries: the platform's job serializer (grand-challenge.org,
+#: algorithms/serializers.py JobSerializer: pk, inputs, outputs, status, rendered_result_text, started_at,
+#: completed_at, ...) gives `status` as its display text ("Succeeded", "Failed", "Cancelled", ...) and no
+#: error text, so a failure is read from `status` alone.
+SUCCEEDED = "Succeeded"
 
 
 class PredictionsError(HarnessError):
     """predictions.json is missing or is not a list of jobs: nothing can be evaluated."""
+
+
+class EvaluationSetupError(HarnessError):
+    """No job matches the ground truth, or no job's output is found: a phase set up wrong, not a score of 0."""
 
 
 @dataclass(frozen=True)
@@ -80,13 +94,44 @@ def input_image_names(job: dict) -> list[str]:
     return names
 
 
-def _declared_outputs(job: dict) -> list[str]:
+def _socket(entry: object) -> dict:
+    """The socket an input/output entry names: `socket` in newer files, `interface` in older ones."""
+    if not isinstance(entry, dict):
+        return {}
+    for field in ("socket", "interface"):
+        if isinstance(entry.get(field), dict):
+            return entry[field]
+    return {}
+
+
+def declared_outputs(job: dict) -> list[str]:
+    """The relative paths of the image outputs a job declares (`outputs[].socket|interface.relative_path`)."""
     paths = []
     for entry in job.get("outputs") or []:
-        interface = entry.get("interface") if isinstance(entry, dict) else None
-        if isinstance(interface, dict) and isinstance(interface.get("relative_path"), str):
-            paths.append(interface["relative_path"])
+        path = _socket(entry).get("relative_path")
+        if isinstance(path, str) and path.startswith("images/") and _is_safe_relative(path):
+            paths.append(path.strip("/"))
     return paths
+
+
+def _is_safe_relative(path: str) -> bool:
+    parts = [p for p in path.strip("/").split("/") if p]
+    return bool(parts) and not any(p in (".", "..") or not _SAFE_PART.match(p) for p in parts)
+
+
+def output_path(job: dict, *, fallback: str) -> tuple[str | None, str | None]:
+    """Where this job's segmentation lies, from the job's own declared outputs.
+
+    The flag's path is the fallback when the job declares no image output, and the tie-break when it
+    declares several. Returns (relative path, None) or (None, why not).
+    """
+    declared = declared_outputs(job)
+    if not declared or fallback in declared:
+        return fallback, None
+    if len(declared) == 1:
+        return declared[0], None
+    return None, (f"it declares several image outputs ({', '.join(declared)}) and none is "
+                  f"{fallback}: pass --output-relative-path with the segmentation's")
 
 
 def find_output(*, input_dir: Path, job: dict, pk: str, relative_path: str,
@@ -96,7 +141,7 @@ def find_output(*, input_dir: Path, job: dict, pk: str, relative_path: str,
     entries = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
     images = [p for p in entries if p.name.lower().endswith(OUTPUT_IMAGE_SUFFIXES)]
     if not images:
-        declared = _declared_outputs(job)
+        declared = declared_outputs(job)
         hint = f" (the job declares outputs {', '.join(declared)})" if declared else ""
         found = f"; it holds {', '.join(p.name for p in entries[:5])}" if entries else ""
         return None, ("missing_prediction", f"case {case_id}: job {pk}: no .mha/.tif image in "
@@ -125,15 +170,14 @@ def assign_jobs(jobs: list[dict], *, ground_truth: GroundTruth, input_dir: Path,
                               else "the job has no input image"})
             continue
         if len(matches) > 1:
-            unmatched.append({"pk": pk, "image_names": names, "reason": "its input images match several cases: "
-                              + ", ".join(f"{m.test_set}/{m.case_id}" for m in matches)})
+            unmatched.append({"pk": pk, "image_names": names,
+                              "reason": f"its input images match {len(matches)} ground-truth cases"})
             continue
         case = matches[0]
         key = (case.test_set, case.case_id)
         if key in assigned:
             unmatched.append({"pk": pk, "image_names": names,
-                              "reason": f"case {case.test_set}/{case.case_id} is already scored from job "
-                                        f"{assigned[key].pk}"})
+                              "reason": f"its case is already scored from job {assigned[key].pk}"})
             continue
         assigned[key] = _assignment(job, pk=pk, case=case, input_dir=input_dir, relative_path=relative_path)
     for case in ground_truth.cases:
@@ -143,17 +187,41 @@ def assign_jobs(jobs: list[dict], *, ground_truth: GroundTruth, input_dir: Path,
 
 
 def _assignment(job: dict, *, pk: str, case: GroundTruthCase, input_dir: Path, relative_path: str) -> Assignment:
-    status = job.get("status", "Succeeded")
-    if status != "Succeeded":
-        detail = job.get("error_message") or ""
-        return Assignment(case=case, pk=pk, failure=("job_failed", f"case {case.case_id}: job {pk} has status "
-                                                                   f"{status!r}{': ' + str(detail) if detail else ''}"))
+    status = job.get("status")
+    if status != SUCCEEDED:
+        shown = repr(status) if isinstance(status, str) else "missing"
+        return Assignment(case=case, pk=pk, failure=(
+            "job_failed", f"case {case.case_id}: job {pk} did not succeed (status {shown}); its logs are on the "
+                          "platform's job page"))
     if not _SAFE_PK.match(pk):
         return Assignment(case=case, pk=pk, failure=("invalid_job", f"case {case.case_id}: job pk {pk!r} is not a "
                                                                     "plain identifier; its files are not read"))
-    prediction, failure = find_output(input_dir=input_dir, job=job, pk=pk, relative_path=relative_path,
-                                      case_id=case.case_id)
+    path, problem = output_path(job, fallback=relative_path)
+    if path is None:
+        return Assignment(case=case, pk=pk, failure=("missing_prediction", f"case {case.case_id}: job {pk}: {problem}"))
+    prediction, failure = find_output(input_dir=input_dir, job=job, pk=pk, relative_path=path, case_id=case.case_id)
     return Assignment(case=case, pk=pk, prediction=prediction, failure=failure)
+
+
+def check_anything_to_score(assigned: dict[tuple[str, str], Assignment], *, n_jobs: int, unmatched: list[dict],
+                            relative_path: str) -> None:
+    """Stop (no metrics.json) when the phase is misconfigured rather than the submission bad.
+
+    No job matching any ground-truth image, or no matched job with an output where it should be,
+    would otherwise post 0.00 for every submission as a valid score.
+    """
+    matched = [a for a in assigned.values() if a.pk is not None]
+    if not matched:
+        seen = sorted({n for job in unmatched for n in job["image_names"]})[:3]
+        raise EvaluationSetupError(
+            f"none of the {n_jobs} algorithm jobs matches the ground truth: no job's input image name is in "
+            f"{INDEX_NAME}" + (f" (jobs have e.g. {', '.join(seen)})" if seen else "")
+            + "; check that the phase's archive is the one the ground truth was built for")
+    if not any(a.prediction is not None for a in matched):
+        first = next((a.failure[1] for a in matched if a.failure), "")
+        raise EvaluationSetupError(
+            f"no output of any of the {len(matched)} matched jobs was found (default output path "
+            f"{relative_path}); e.g. {first}. Check the phase's output socket and --output-relative-path")
 
 
 def score_assignments(assigned: dict[tuple[str, str], Assignment], *, ground_truth: GroundTruth,
@@ -182,9 +250,28 @@ def _case_mean(record: dict, metric: str) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def redact(message: str | None, case: GroundTruthCase, ground_truth: GroundTruth) -> str | None:
+    """A failure message fit for metrics.json: the case's id, test set, image name and files removed."""
+    if message is None:
+        return None
+    replacements = [(str(case.label), "<ground truth>"), (str(ground_truth.root), "<ground truth>"),
+                    (case.image_name, "<input image>"), (f"{case.test_set}/{case.case_id}", "<case>"),
+                    (case.case_id, "<case>"), (f"labels/{case.test_set}/", "labels/")]
+    for old, new in sorted(replacements, key=lambda r: len(r[0]), reverse=True):
+        if old:
+            message = message.replace(old, new)
+    return message
+
+
 def metrics_document(results: dict, *, assigned: dict[tuple[str, str], Assignment], unmatched: list[dict],
-                     n_jobs: int, label_map: str, relative_path: str, resamples: int, seed: int) -> dict:
-    """Grand-Challenge's metrics.json from a results document: per-case results, dotted aggregates."""
+                     n_jobs: int, label_map: str, relative_path: str, resamples: int, seed: int,
+                     ground_truth: GroundTruth) -> dict:
+    """Grand-Challenge's metrics.json from a results document: per-case results, dotted aggregates.
+
+    Per-case results are keyed by the platform's job pk and an opaque case reference
+    (`GroundTruth.case_ref`), never by test set, case id or input image name: a phase that publishes
+    all metrics must not tell participants which hidden image belongs to which test set and case.
+    """
     datasets, groups = results["datasets"], results["aggregates"]
     entries, replicates = [], {m: [] for m in RANKED_METRICS}
     organs = list(load_taxonomy().organ_names)
@@ -192,9 +279,9 @@ def metrics_document(results: dict, *, assigned: dict[tuple[str, str], Assignmen
     for key, dataset in datasets.items():
         for record in dataset["cases"]:
             assignment = assigned[(key, record["case_id"])]
-            entries.append({"pk": assignment.pk, "image_name": assignment.case.image_name, "test_set": key,
-                            "case_id": record["case_id"], "status": record["status"],
-                            "error_kind": record["error_kind"], "error": record["error"],
+            entries.append({"pk": assignment.pk, "case_ref": ground_truth.case_ref(assignment.case),
+                            "status": record["status"], "error_kind": record["error_kind"],
+                            "error": redact(record["error"], assignment.case, ground_truth),
                             **{m: _case_mean(record, m) for m in RANKED_METRICS}, "metrics": record["metrics"]})
         for metric in RANKED_METRICS:
             matrix = bootstrap.case_matrix(dataset["cases"], organs=organs, metric=metric)
@@ -204,6 +291,7 @@ def metrics_document(results: dict, *, assigned: dict[tuple[str, str], Assignmen
                            "dice": dataset["dice"], "nsd": dataset["nsd"], "n_cases": dataset["n_cases"],
                            "n_failed": dataset["n_failed"],
                            "organs": {o: {m: v.get(m) for m in RANKED_METRICS} for o, v in dataset["organs"].items()}}
+    entries.sort(key=lambda e: e["case_ref"])  # no order that would hint at test sets
     for metric in RANKED_METRICS:
         low, high = (bootstrap.percentile_interval(bootstrap.group_replicates(replicates[metric]))
                      if resamples else (None, None))
@@ -231,24 +319,28 @@ def evaluate_predictions(*, input_dir: Path, ground_truth_dir: Path, output_dir:
                          workers: int = 1, resamples: int = 1000, seed: int = 0,
                          log: Callable[[str], None] | None = None) -> dict:
     """Evaluate one submission; writes output_dir/metrics.json (validated, atomic) and returns it."""
+    if 0 < resamples < MIN_RESAMPLES:
+        raise HarnessError(f"bootstrap resamples {resamples}: use 0 for none, or at least {MIN_RESAMPLES}")
     ground_truth = load_ground_truth(ground_truth_dir, benchmark=benchmark)
     jobs = read_predictions(input_dir)
     assigned, unmatched = assign_jobs(jobs, ground_truth=ground_truth, input_dir=Path(input_dir),
                                       relative_path=output_relative_path)
+    check_anything_to_score(assigned, n_jobs=len(jobs), unmatched=unmatched, relative_path=output_relative_path)
     store = score_assignments(assigned, ground_truth=ground_truth, pred_mapping=pred_mapping, settings=settings,
                               workers=workers)
     results = store.document()
     validate(results, "results", where="gc-evaluate results")
     metrics = metrics_document(results, assigned=assigned, unmatched=unmatched, n_jobs=len(jobs),
                                label_map=pred_mapping.label_map.name, relative_path=output_relative_path,
-                               resamples=resamples, seed=seed)
+                               resamples=resamples, seed=seed, ground_truth=ground_truth)
     path = Path(output_dir) / METRICS_NAME
     write_json_atomic(path, metrics, "gc_metrics")
     path.chmod(0o644)  # atomic writes create 0600 files; the platform (or the host user) reads it as another uid
-    if log is not None:
-        for entry in metrics["results"]:
-            if entry["status"] == "failed":
-                log(f"failed: {entry['test_set']}/{entry['case_id']} ({entry['error_kind']}): {entry['error']}")
+    if log is not None:  # the evaluation's log is the organizer's: it names cases in full
+        for (key, case_id), assignment in sorted(assigned.items()):
+            record = store.cases[key][case_id]
+            if record["status"] == "failed":
+                log(f"failed: {key}/{case_id} (job {assignment.pk}, {record['error_kind']}): {record['error']}")
         for job in unmatched:
             log(f"unmatched job {job['pk']} ({', '.join(job['image_names']) or 'no image'}): {job['reason']}")
     return metrics

@@ -29,6 +29,9 @@ root, naming the images with opaque, stable UUIDs so that algorithms cannot tell
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
+import hmac
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -112,6 +115,24 @@ class GroundTruth:
     manifests: tuple[Manifest, ...]
     mappings: dict[str, LabelMapping]
     cases: tuple[GroundTruthCase, ...]
+
+    @functools.cached_property
+    def _ref_key(self) -> bytes:
+        return hashlib.sha256((self.root / INDEX_NAME).read_bytes()).digest()
+
+    def case_ref(self, case: GroundTruthCase) -> str:
+        """An opaque reference to a case, published in metrics.json instead of its test set and id.
+
+        It is a keyed hash (HMAC-SHA256) of "<test set>/<case id>" whose key is the digest of this
+        ground truth's index: whoever holds the ground truth (the organizer) maps a reference back to
+        its case (`harness leaderboard --gc-ground-truth`); a participant who sees metrics.json learns
+        the score of each of its jobs but not which test set or case a job's input image was.
+        """
+        identity = f"{case.test_set}/{case.case_id}".encode("utf-8")
+        return hmac.new(self._ref_key, identity, hashlib.sha256).hexdigest()[:32]
+
+    def cases_by_ref(self) -> dict[str, GroundTruthCase]:
+        return {self.case_ref(c): c for c in self.cases}
 
     def match(self, names: list[str]) -> list[GroundTruthCase]:
         """The cases whose image name is one of `names` (exactly, else up to the image extension)."""

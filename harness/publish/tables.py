@@ -3,7 +3,8 @@
 The layout is the paper's (BENCHMARK.md section 5): one row per submission, one column per test set
 (five CT, then two MR), then the CT, MR and All means; Dice and NSD in percent with two decimals.
 A cell without a number says why: "–" for a test set the submission did not run (or a group mean
-that needs it), a trailing "*" for a test set with fewer cases than its contract.
+that needs it), a trailing "*" for a test set with fewer cases than its contract, a trailing "†"
+for a score that includes failed cases (scored 0). Each metric's table is in that metric's order.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ GROUP_TITLES = {"ct": "CT mean", "mr": "MR mean", "all": "All mean"}
 METRIC_TITLES = {"dice": "Dice", "nsd": "NSD"}
 MISSING = "–"
 INCOMPLETE_MARK = "*"
+FAILED_MARK = "†"
+SCHEME_TITLES = {"mean": "All mean", "rank-then-aggregate": "rank-then-aggregate", "test-based": "test-based"}
 
 
 @dataclass(frozen=True)
@@ -35,9 +38,10 @@ class Column:
         """The submission's {score, ci_low, ci_high} here, plus its status (complete/incomplete/missing)."""
         if self.kind == "test_set":
             values = entry["test_sets"][self.key]
-            return {**values[metric], "status": values["status"]}
+            return {**values[metric], "status": values["status"], "n_failed": values["n_failed"]}
         values = entry["groups"][self.key]
-        return {**values[metric], "status": "complete" if values[metric]["score"] is not None else "missing"}
+        return {**values[metric], "status": "complete" if values[metric]["score"] is not None else "missing",
+                "n_failed": sum(entry["test_sets"][k]["n_failed"] for k in values["test_sets"])}
 
 
 def columns(document: dict) -> list[Column]:
@@ -55,7 +59,8 @@ def display(cell: dict) -> str:
     """A table cell for people: the percent score, "–" if there is none, "*" if the test set is partial."""
     if cell["score"] is None:
         return MISSING
-    return percent(cell["score"]) + (INCOMPLETE_MARK if cell["status"] == "incomplete" else "")
+    return (percent(cell["score"]) + (INCOMPLETE_MARK if cell["status"] == "incomplete" else "")
+            + (FAILED_MARK if cell.get("n_failed") else ""))
 
 
 def display_interval(cell: dict) -> str:
@@ -68,15 +73,27 @@ def _rank(value: int | None) -> str:
     return "" if value is None else str(value)
 
 
+def in_metric_order(document: dict, metric: str) -> list[dict]:
+    """The submissions as `metric`'s table shows them: the official order for the ranking metric,
+    else by that metric's All-mean rank (unranked last), so the NSD table is ranked by NSD."""
+    if metric == document["ranking_metric"]:
+        return list(document["submissions"])
+    position = {e["name"]: i for i, e in enumerate(document["submissions"])}
+    return sorted(document["submissions"], key=lambda e: (e["ranks_by_metric"][metric]["mean_score"] is None,
+                                                          e["ranks_by_metric"][metric]["mean_score"] or 0,
+                                                          position[e["name"]]))
+
+
 def score_csv(document: dict, *, metric: str) -> str:
-    """One metric's table as CSV: plain numbers (percent), empty where undefined, reasons in `notes`."""
+    """One metric's table as CSV, in that metric's order and with its ranks: plain numbers (percent),
+    empty where undefined, reasons in `notes`."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     cols = columns(document)
     writer.writerow(["rank_mean_score", "rank_then_aggregate", "mean_rank", "submission",
                      *[c.key if c.kind == "test_set" else f"{c.key}_mean" for c in cols], "notes"])
-    for entry in document["submissions"]:
-        ranks = entry["ranks"]
+    for entry in in_metric_order(document, metric):
+        ranks = entry["ranks_by_metric"][metric]
         writer.writerow([_rank(ranks["mean_score"]), _rank(ranks["rank_then_aggregate"]),
                          "" if ranks["mean_rank"] is None else f"{ranks['mean_rank']:.2f}", entry["name"],
                          *[percent(c.cell(entry, metric)["score"]) for c in cols], "; ".join(entry["notes"])])
@@ -107,17 +124,40 @@ def _md_table(header: list[str], rows: list[list[str]], *, numeric_from: int) ->
 
 
 def ranking_rows(document: dict) -> tuple[list[str], list[list[str]]]:
+    """The ranking table: official rank and its bootstrap interval first, the other schemes after."""
     metric = document["ranking_metric"]
     title = METRIC_TITLES[metric]
-    header = ["Rank", "Rank-then-aggregate", "Submission", f"All mean {title} (%)", "95% CI", "Mean rank"]
+    header = ["Rank", "95% rank interval", "Submission", f"All mean {title} (%)", "95% CI", "Mean-score rank",
+              "Rank-then-aggregate (mean rank)", "Test-based (wins)", "Note"]
+    wins = document["ranking"]["tests"]["wins"]
     rows = []
     for entry in document["submissions"]:
         cell = {**entry["groups"]["all"][metric], "status": "complete"}
         ranks = entry["ranks"]
-        rows.append([_rank(ranks["mean_score"]) or MISSING, _rank(ranks["rank_then_aggregate"]) or MISSING,
+        interval = ranks.get("rank_interval")
+        rows.append([_rank(ranks["official"]) or MISSING,
+                     (f"{interval[0]}–{interval[1]}" if interval else MISSING),
                      entry["name"], display(cell), display_interval(cell),
-                     MISSING if ranks["mean_rank"] is None else f"{ranks['mean_rank']:.2f}"])
+                     _rank(ranks["mean_score"]) or MISSING,
+                     (MISSING if ranks["mean_rank"] is None
+                      else f"{ranks['rank_then_aggregate']} ({ranks['mean_rank']:.2f})"),
+                     MISSING if ranks["test_based"] is None else f"{ranks['test_based']} ({wins[entry['name']]})",
+                     ranks.get("unranked_reason") or ""])
     return header, rows
+
+
+def official_statement(document: dict) -> str:
+    """One sentence: which ranking is official, by which metric, and what the others are for."""
+    ranking = document["ranking"]
+    official = ranking["official"]
+    others = [SCHEME_TITLES[s] for s in ranking["schemes"] if s != official]
+    boot = ranking["bootstrap"]
+    tau = (f" Kendall's tau between {boot['resamples']} paired bootstrap rankings and the published one: median "
+           f"{boot['kendall_tau']['median']:.2f} (95% {boot['kendall_tau']['q025']:.2f} to "
+           f"{boot['kendall_tau']['q975']:.2f})." if boot and boot["kendall_tau"]["median"] is not None else "")
+    return (f"Official ranking: {SCHEME_TITLES[official]} ({official}) of "
+            f"{METRIC_TITLES[document['ranking_metric']]}; {' and '.join(others)} are shown as robustness "
+            f"checks.{tau}")
 
 
 def markdown(document: dict) -> str:
@@ -125,9 +165,9 @@ def markdown(document: dict) -> str:
     metric_title = METRIC_TITLES[document["ranking_metric"]]
     boot = document["bootstrap"]
     lines = [f"# A-Eval leaderboard: benchmark `{document['benchmark']}`", "",
-             f"Empty-organ policy `{document['empty_policy']}`; ranked by {metric_title} (All mean, then "
-             f"rank-then-aggregate over the {len(document['test_sets'])} test sets). "
-             + (f"95% bootstrap intervals over cases ({boot['resamples']} resamples, seed {boot['seed']})."
+             f"Empty-organ policy `{document['empty_policy']}`; ranked by {metric_title}. "
+             + official_statement(document) + " "
+             + (f"95% paired bootstrap intervals over cases ({boot['resamples']} resamples, seed {boot['seed']})."
                 if boot["resamples"] else "No bootstrap intervals (--bootstrap 0)."),
              "", "## Ranking", ""]
     header, rows = ranking_rows(document)
@@ -137,17 +177,19 @@ def markdown(document: dict) -> str:
         title = METRIC_TITLES[metric]
         lines += ["", f"## {title} (%)", ""]
         lines += _md_table(["Submission", *[c.title for c in cols]],
-                           [[e["name"], *[display(c.cell(e, metric)) for c in cols]] for e in document["submissions"]],
+                           [[e["name"], *[display(c.cell(e, metric)) for c in cols]]
+                            for e in in_metric_order(document, metric)],
                            numeric_from=1)
     if boot["resamples"]:
         for metric in RANKED_METRICS:
             lines += ["", f"## {METRIC_TITLES[metric]}: 95% confidence intervals (%)", ""]
             lines += _md_table(["Submission", *[c.title for c in cols]],
                                [[e["name"], *[display_interval(c.cell(e, metric)) for c in cols]]
-                                for e in document["submissions"]], numeric_from=1)
+                                for e in in_metric_order(document, metric)], numeric_from=1)
     notes = [(e["name"], note) for e in document["submissions"] for note in e["notes"]]
     lines += ["", f"{MISSING}: no score (test set not run, or a group mean that needs a missing or partial test set). "
-                  f"{INCOMPLETE_MARK}: fewer cases than the test set's contract."]
+                  f"{INCOMPLETE_MARK}: fewer cases than the test set's contract. "
+                  f"{FAILED_MARK}: includes failed cases, scored 0."]
     if notes:
         lines += ["", "## Notes", ""] + [f"- {name}: {note}" for name, note in notes]
     return "\n".join(lines) + "\n"

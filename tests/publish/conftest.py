@@ -18,24 +18,26 @@ from harness.taxonomy import load_taxonomy
 METRICS = ["dice", "nsd", "hd95", "assd"]
 
 
-def organ_scores(rng: np.random.Generator, *, quality: float, spread: float = 0.06) -> dict:
+def organ_scores(rng: np.random.Generator, *, quality: float, spread: float = 0.06, nsd_shift: float = 0.02) -> dict:
     scores = {}
     for organ in load_taxonomy().organ_names:
         dice = float(np.clip(rng.normal(quality, spread), 0, 1))
-        nsd = float(np.clip(dice + rng.normal(0.02, 0.03), 0, 1))
+        nsd = float(np.clip(dice + rng.normal(nsd_shift, 0.03), 0, 1))
         scores[organ] = {"dice": dice, "nsd": nsd, "hd95": 3.0, "assd": 1.0, "gt_voxels": 100, "pred_voxels": 90}
     return scores
 
 
 def make_results(path: Path, *, name: str, quality: dict[str, float], seed: int, failed: tuple[str, ...] = (),
                  skip: tuple[str, ...] = (), only_cases: int | None = None, empty_policy: str = "aeval",
-                 benchmark: str = "synthetic") -> Path:
+                 benchmark: str = "synthetic", manifests_dir: str = "synthetic", nsd_shift: float = 0.02,
+                 submission: dict | None = None, runtime: dict | None = None) -> Path:
     """A results.json of submission `name`: per test set a mean quality, failed cases, missing test sets."""
     organs = list(load_taxonomy().organ_names)
-    manifests = load_benchmark("synthetic")
+    manifests = load_benchmark(manifests_dir)
+    if submission is None:
+        submission = {"name": name, "image": f"{name}:latest", "image_id": f"sha256:{seed:064x}"}
     store = ResultsStore.open(path, benchmark=benchmark, settings={"empty_policy": empty_policy, "metrics": METRICS},
-                              organs=organs, manifests=manifests, submission={"name": name, "image": f"{name}:latest",
-                                                                              "image_id": f"sha256:{seed:064x}"})
+                              organs=organs, manifests=manifests, submission=submission)
     rng = np.random.default_rng(seed)
     for manifest in manifests:
         if manifest.key in skip:
@@ -45,7 +47,8 @@ def make_results(path: Path, *, name: str, quality: dict[str, float], seed: int,
                 record = failed_record(case.case_id, kind="crash", message="exit code 1", organs=organs,
                                        metrics=METRICS)
             else:
-                record = ok_record(case.case_id, organ_scores(rng, quality=quality.get(manifest.modality, 0.8)))
+                record = ok_record(case.case_id, organ_scores(rng, quality=quality.get(manifest.modality, 0.8),
+                                                              nsd_shift=nsd_shift), runtime=runtime)
             store.add(manifest.key, record, write=False)
     store.write()
     return path

@@ -78,6 +78,6 @@ def test_container_evaluates_like_the_platform_and_like_in_process(docker_client
                                  output_dir=tmp_path / "local", pred_mapping=shipped_mapping("a-eval"),
                                  settings=ScoreSettings(), output_relative_path=RELATIVE_PATH)
     assert metrics["aggregates"] == local["aggregates"]
-    assert [(r["case_id"], r["status"], r["error_kind"]) for r in metrics["results"]] == \
-        [(r["case_id"], r["status"], r["error_kind"]) for r in local["results"]]
+    assert [(r["case_ref"], r["pk"], r["status"], r["error_kind"]) for r in metrics["results"]] == \
+        [(r["case_ref"], r["pk"], r["status"], r["error_kind"]) for r in local["results"]]
     assert metrics["aggregates"]["dice"]["mean"] == pytest.approx(((9 * 0.5 + 0.25) / 10 + 1 / 3) / 2)

@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -20,13 +21,19 @@ def layout(tmp_path_factory):
 @pytest.fixture(scope="module")
 def metrics(layout):
     code = run_cli("gc-evaluate", "--input", str(layout.input_dir), "--ground-truth", str(layout.ground_truth_dir),
-                   "--output", str(layout.output_dir), "--workers", "1", "--bootstrap", "500", "-q")
+                   "--output", str(layout.output_dir), "--workers", "1", "--bootstrap", "1000", "-q")
     assert code == 0
     return read_json(layout.output_dir / "metrics.json", "gc_metrics")
 
 
+def by_case(layout, metrics) -> dict:
+    """metrics.json's per-case results keyed by (test set, case id), mapped back as the organizer can."""
+    cases = load_ground_truth(layout.ground_truth_dir).cases_by_ref()
+    return {(cases[r["case_ref"]].test_set, cases[r["case_ref"]].case_id): r for r in metrics["results"]}
+
+
 def test_every_case_is_scored_or_failed_with_its_reason(layout, metrics):
-    results = {(r["test_set"], r["case_id"]): r for r in metrics["results"]}
+    results = by_case(layout, metrics)
     assert set(results) == set(layout.expected)
     for key, (status, case_dice, kind) in layout.expected.items():
         entry = results[key]
@@ -34,7 +41,7 @@ def test_every_case_is_scored_or_failed_with_its_reason(layout, metrics):
         assert entry["dice"] == pytest.approx(case_dice)
         assert entry["pk"] == layout.job_of_case.get(key)
     assert results[("btcv", "img0002")]["metrics"]["kidney_left"]["dice"] == 0.0
-    assert "Time limit exceeded" in results[("amos_mr", "amos_0508")]["error"]
+    assert "status 'Failed'" in results[("amos_mr", "amos_0508")]["error"]
     assert "origin" in results[("btcv", "img0003")]["error"]
     assert results[("amos_mr", "amos_0510")]["pk"] is None
 
@@ -76,9 +83,9 @@ def test_same_numbers_whatever_the_job_order_and_workers(layout, metrics, tmp_pa
     again = evaluate_predictions(input_dir=shuffled, ground_truth_dir=layout.ground_truth_dir,
                                  output_dir=tmp_path / "out", pred_mapping=shipped_mapping("a-eval"),
                                  settings=ScoreSettings(), output_relative_path=RELATIVE_PATH, workers=2,
-                                 resamples=500)
+                                 resamples=1000)
     assert again["aggregates"] == metrics["aggregates"]
-    assert [r["case_id"] for r in again["results"]] == [r["case_id"] for r in metrics["results"]]
+    assert [r["case_ref"] for r in again["results"]] == [r["case_ref"] for r in metrics["results"]]
 
 
 def test_duplicate_jobs_for_one_case_keep_the_first_pk(layout, tmp_path):
@@ -92,7 +99,7 @@ def test_duplicate_jobs_for_one_case_keep_the_first_pk(layout, tmp_path):
     result = evaluate_predictions(input_dir=tmp_path / "input", ground_truth_dir=layout.ground_truth_dir,
                                   output_dir=tmp_path / "out", pred_mapping=shipped_mapping("a-eval"),
                                   settings=ScoreSettings(), output_relative_path=RELATIVE_PATH, resamples=0)
-    case = next(r for r in result["results"] if r["case_id"] == "img0001")
+    case = by_case(layout, result)[("btcv", "img0001")]
     assert case["pk"] == original["pk"] and case["status"] == "ok"
     dropped = [j for j in result["unmatched_jobs"] if j["pk"] == twin["pk"]]
     assert dropped and "already scored" in dropped[0]["reason"]
@@ -104,10 +111,114 @@ def test_wrong_output_socket_fails_cases_with_a_hint(layout, tmp_path):
                                   output_dir=tmp_path, pred_mapping=shipped_mapping("a-eval"),
                                   settings=ScoreSettings(metrics=("dice", "nsd")),
                                   output_relative_path="images/liver-segmentation", resamples=0)
-    assert result["aggregates"]["dice"]["mean"] == 0.0
-    missing = next(r for r in result["results"] if r["case_id"] == "img0001")
-    assert missing["error_kind"] == "missing_prediction"
-    assert f"declares outputs {RELATIVE_PATH}" in missing["error"]
+    # the jobs declare their output socket: it is taken from them, whatever the flag says
+    assert result["aggregates"]["dice"]["mean"] == metrics_without_flag(layout, tmp_path)["aggregates"]["dice"]["mean"]
+    assert by_case(layout, result)[("btcv", "img0001")]["status"] == "ok"
+
+
+def metrics_without_flag(layout, tmp_path):
+    return evaluate_predictions(input_dir=layout.input_dir, ground_truth_dir=layout.ground_truth_dir,
+                                output_dir=tmp_path / "default", pred_mapping=shipped_mapping("a-eval"),
+                                settings=ScoreSettings(metrics=("dice", "nsd")), output_relative_path=RELATIVE_PATH,
+                                resamples=0)
+
+
+def _rewrite_jobs(layout, tmp_path, change) -> Path:
+    """A copy of the evaluation input whose predictions.json went through `change(jobs)`."""
+    shutil.copytree(layout.input_dir, tmp_path / "input")
+    jobs = json.loads((tmp_path / "input" / "predictions.json").read_text())
+    change(jobs)
+    (tmp_path / "input" / "predictions.json").write_text(json.dumps(jobs))
+    return tmp_path / "input"
+
+
+def test_output_path_comes_from_the_jobs_own_socket(layout, tmp_path):
+    def move(jobs):  # newer files name the socket `socket`; this phase's output lies elsewhere
+        for job in jobs:
+            output = job["outputs"][0]
+            output["socket"] = {**output.pop("interface"), "relative_path": "images/organs"}
+            source = tmp_path / "input" / job["pk"] / "output" / RELATIVE_PATH
+            if source.is_dir():
+                source.rename(tmp_path / "input" / job["pk"] / "output" / "images" / "organs")
+
+    input_dir = _rewrite_jobs(layout, tmp_path, move)
+    result = evaluate_predictions(input_dir=input_dir, ground_truth_dir=layout.ground_truth_dir,
+                                  output_dir=tmp_path / "out", pred_mapping=shipped_mapping("a-eval"),
+                                  settings=ScoreSettings(metrics=("dice", "nsd")), output_relative_path=RELATIVE_PATH,
+                                  resamples=0)
+    assert by_case(layout, result)[("btcv", "img0001")]["status"] == "ok"
+    assert result["aggregates"]["dice"]["mean"] == metrics_without_flag(layout, tmp_path)["aggregates"]["dice"]["mean"]
+
+
+def test_misconfigured_phase_exits_non_zero_and_writes_no_metrics(layout, tmp_path, capsys):
+    from harness.errors import HarnessError
+
+    def rename(jobs):  # the phase's archive is another one: no input image name is in the ground truth
+        for job in jobs:
+            job["inputs"][0]["image"]["name"] = f"other-{job['pk']}.mha"
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(HarnessError, match="none of the 7 algorithm jobs matches the ground truth"):
+        run_cli("gc-evaluate", "--input", str(_rewrite_jobs(layout, tmp_path / "a", rename)), "--ground-truth",
+                str(layout.ground_truth_dir), "--output", str(out), "--workers", "1", "--bootstrap", "0", "-q")
+    assert not (out / "metrics.json").exists()
+
+    def undeclare(jobs):  # outputs nowhere the jobs or the flag say
+        for job in jobs:
+            job["outputs"] = []
+
+    with pytest.raises(HarnessError, match=r"no output of any of the 6 matched jobs was found .*images/elsewhere"):
+        run_cli("gc-evaluate", "--input", str(_rewrite_jobs(layout, tmp_path / "b", undeclare)), "--ground-truth",
+                str(layout.ground_truth_dir), "--output", str(out), "--workers", "1", "--bootstrap", "0", "-q",
+                "--output-relative-path", "images/elsewhere")
+    assert not (out / "metrics.json").exists()
+
+
+def test_metrics_json_does_not_pair_images_with_cases(layout, metrics):
+    text = (layout.output_dir / "metrics.json").read_text()
+    ground_truth = load_ground_truth(layout.ground_truth_dir)
+    for case in ground_truth.cases:
+        assert case.case_id not in text and image_stem(case.image_name) not in text
+    assert "labels/btcv" not in text and "labels/amos_mr" not in text
+    for entry in metrics["results"]:
+        assert set(entry) == {"pk", "case_ref", "status", "error_kind", "error", "dice", "nsd", "metrics"}
+    # the organizer maps them back with the ground truth, and only with it
+    assert set(by_case(layout, metrics)) == set(layout.expected)
+
+
+def test_a_two_dimensional_output_is_a_geometry_error(layout, tmp_path):
+    import numpy as np
+    import SimpleITK as sitk
+
+    input_dir = _rewrite_jobs(layout, tmp_path, lambda jobs: None)
+    pk = layout.job_of_case[("btcv", "img0001")]
+    (output,) = (input_dir / pk / "output" / RELATIVE_PATH).iterdir()
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 8), np.uint8)), str(output))
+    result = evaluate_predictions(input_dir=input_dir, ground_truth_dir=layout.ground_truth_dir,
+                                  output_dir=tmp_path / "out", pred_mapping=shipped_mapping("a-eval"),
+                                  settings=ScoreSettings(metrics=("dice", "nsd")), output_relative_path=RELATIVE_PATH,
+                                  resamples=0)
+    case = by_case(layout, result)[("btcv", "img0001")]
+    assert case["error_kind"] == "geometry_mismatch" and "2-D; expected 3-D" in case["error"]
+
+
+def test_leaderboard_reads_gc_metrics_with_the_ground_truth(layout, metrics, tmp_path):
+    from harness.publish.leaderboard import LeaderboardError, build_leaderboard, load_submissions
+
+    with pytest.raises(LeaderboardError, match="--gc-ground-truth"):
+        load_submissions([str(layout.output_dir / "metrics.json")])
+    submissions = load_submissions([f"platform={layout.output_dir / 'metrics.json'}"],
+                                   gc_ground_truth=layout.ground_truth_dir)
+    document = build_leaderboard(submissions, resamples=0)
+    entry = document["submissions"][0]
+    assert entry["name"] == "platform"
+    assert entry["test_sets"]["btcv"]["dice"]["score"] == pytest.approx(metrics["aggregates"]["btcv"]["dice"])
+    assert entry["groups"]["all"]["dice"]["score"] == pytest.approx(metrics["aggregates"]["dice"]["mean"])
+    assert entry["test_sets"]["btcv"]["n_failed"] == 2
+    assert run_cli("leaderboard", str(layout.output_dir / "metrics.json"), "--gc-ground-truth",
+                   str(layout.ground_truth_dir), "--out", str(tmp_path / "board"), "--bootstrap", "0", "-q") == 0
+    assert (tmp_path / "board" / "leaderboard.html").is_file()
 
 
 def test_a_broken_ground_truth_or_input_stops_the_evaluation(layout, tmp_path):
@@ -149,7 +260,7 @@ def test_nnunet_policy_writes_null_not_nan(layout, tmp_path):
                    "--bootstrap", "0", "-q") == 0
     metrics = read_json(tmp_path / "metrics.json", "gc_metrics")
     assert metrics["settings"] == {"empty_policy": "nnunet", "metrics": ["dice", "nsd"]}  # nsd always scored
-    perfect = next(r for r in metrics["results"] if r["case_id"] == "img0001")
+    perfect = by_case(layout, metrics)[("btcv", "img0001")]
     assert perfect["metrics"]["gallbladder"]["dice"] is None  # absent from both: undefined, not 1
     assert perfect["dice"] == 1.0  # the mean over the organs that are defined
     # BTCV with nan-means: painted organs (1 + 1 + 0 + 0)/4 and kidney_left 1/4; absent organs only 0s
