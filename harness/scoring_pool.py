@@ -135,6 +135,14 @@ class ScoringPool:
         self._queue.append(_Job(key, job))
         self.collect(block=False)
 
+    def idle(self) -> bool:
+        """No job waits or runs."""
+        return not (self._queue or self._running)
+
+    def futures(self) -> list[Future]:
+        """The jobs running now, for a caller that waits on them with its own futures."""
+        return list(self._running)
+
     def _pump(self) -> None:
         """Hand queued jobs to the executor: one per worker; a job under suspicion runs alone."""
         while self._queue and len(self._running) < self._workers:
