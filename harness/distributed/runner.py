@@ -214,6 +214,7 @@ class DaskExecutor:
         self.submission = dataclasses.replace(
             submission, image=dataclasses.replace(submission.image, reference=reference))
         self.source = dataclasses.replace(self.source, image_id=self.submission.image.image_id)
+        self._idle_since = time.monotonic()
         return self.submission
 
     # -- the executor interface ----------------------------------------------------------------------

@@ -116,3 +116,15 @@ def test_missing_label_map_declaration_is_a_clear_error(docker_client, example_i
     docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag="aeval-test/nomap:latest")
     code, results, _ = run_harness("--image", "aeval-test/nomap:latest")
     assert code == 2 and "declares no label map" in capsys.readouterr().err
+
+
+def test_containers_run_one_at_a_time_while_the_next_case_is_staged(run_harness, example_images, docker_client):
+    """The local executor's two container threads share one engine slot: never two job containers at once."""
+    since = int(time.time()) - 1
+    code, results, _ = run_harness("--image", example_images.THRESHOLD, datasets="btcv,word", cases=3)
+    until = int(time.time()) + 1
+    assert code == 0 and all(d["n_cases"] == 3 for d in results["datasets"].values())
+    events = [e["status"] for e in docker_client.events(
+        since=since, until=until, decode=True,
+        filters={"type": "container", "event": ["start", "die"], "label": [f"org.a-eval.owner-pid={os.getpid()}"]})]
+    assert events == ["start", "die"] * 6
