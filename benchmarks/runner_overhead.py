@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,23 +74,41 @@ def selected_cases(benchmark: str, cases: int):
     return [(manifest, case) for manifest in load_benchmark(benchmark, keys=DATASETS) for case in manifest.cases[:cases]]
 
 
+BENCH_LABEL = f"org.a-eval.benchmark-run={uuid.uuid4().hex[:12]}"
+
+
+def gaps_between_containers(label: str, since: float, until: float) -> list[float]:
+    """Seconds from each container's exit ('die') to the next one's 'start' (engine events of `label`)."""
+    client = engine.connect()
+    events = client.events(since=int(since), until=int(until) + 1, decode=True,
+                           filters={"type": "container", "event": ["start", "die"], "label": [label]})
+    moments = [(e["status"], e["timeNano"] / 1e9) for e in events]
+    return [t2 - t1 for (s1, t1), (s2, t2) in zip(moments, moments[1:]) if s1 == "die" and s2 == "start"]
+
+
 def bare_docker(image: str, root: Path, selected, scratch: Path) -> tuple[float, list]:
     staged = [(manifest, case, stage_case(image_path=case_file(root, case.image), socket=manifest.input_socket,
                                           scratch=Path(tempfile.mkdtemp(dir=scratch))))
               for manifest, case in selected]
     started = time.perf_counter()
     for _, _, job in staged:
-        subprocess.run(["docker", "run", "--rm", "--network", "none", "-v", f"{job.input_dir}:/input:ro",
+        subprocess.run(["docker", "run", "--rm", "--network", "none", "--label", BENCH_LABEL,
+                        "-v", f"{job.input_dir}:/input:ro",
                         "-v", f"{job.output_dir}:/output", image], check=True, capture_output=True)
     return time.perf_counter() - started, staged
 
 
-def harness_run(image: str, root: Path, benchmark: str, cases: int, out: Path) -> float:
+def harness_run(image: str, root: Path, benchmark: str, cases: int, out: Path) -> tuple[float, int]:
+    """(seconds, the harness process's pid: its containers carry it as a label)."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "harness.cli", "run", "--image", image, "--benchmark", benchmark,
-                    "--data-root", str(root), "--out", str(out), "--datasets", ",".join(DATASETS),
-                    "--cases", str(cases), "--no-progress", "-q", "--memory", "4g"], check=True)
-    return time.perf_counter() - started
+    process = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--image", image, "--benchmark", benchmark,
+                                "--data-root", str(root), "--out", str(out), "--datasets", ",".join(DATASETS),
+                                "--cases", str(cases), "--no-progress", "-q", "--memory", "4g"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output, _ = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"harness run failed ({process.returncode}):\n{output}")
+    return time.perf_counter() - started, process.pid
 
 
 def phases(image: str, root: Path, staged, scratch: Path, out: Path) -> dict[str, list[float]]:
@@ -148,8 +167,13 @@ def main() -> None:
         root, benchmark = prepare_data(args, scratch)
         selected = selected_cases(benchmark, args.cases)
         subprocess.run(["docker", "run", "--rm", "--network", "none", args.image, "true"], capture_output=True)  # warm
+        t0 = time.time()
         bare_s, staged = bare_docker(args.image, root, selected, scratch)
-        harness_s = harness_run(args.image, root, benchmark, args.cases, scratch / "out")
+        t1 = time.time()
+        harness_s, harness_pid = harness_run(args.image, root, benchmark, args.cases, scratch / "out")
+        t2 = time.time()
+        bare_gaps, harness_gaps = (gaps_between_containers(BENCH_LABEL, t0, t1),
+                                   gaps_between_containers(f"{engine.OWNER_PID_LABEL}={harness_pid}", t1, t2))
         phase_s = phases(args.image, root, staged, scratch, scratch / "phases")
         shutil.rmtree(scratch / "out", ignore_errors=True)
     n = len(selected)
@@ -162,6 +186,9 @@ def main() -> None:
           "(staging, sandbox, metering, validation, scoring, results; CLI start-up included)")
     print(f"overhead        : {per_harness - per_bare:+6.3f} s per case  (ratio harness/bare {per_harness / per_bare:.2f}x); "
           f"target <= {target} s per case: {'met' if per_harness - per_bare <= target else 'NOT met'}")
+    if bare_gaps and harness_gaps:
+        print(f"exit -> next start: bare {statistics.fmean(bare_gaps):.3f} s, harness "
+              f"{statistics.fmean(harness_gaps):.3f} s (mean over {len(harness_gaps)} gaps; engine events)")
     print("harness phases per case, each timed alone (in a run, staging and scoring overlap the containers):")
     for phase in PHASES:
         values = phase_s[phase]
