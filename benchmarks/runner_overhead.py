@@ -23,6 +23,7 @@ uses the full-size synthetic benchmark: `--data-root R` as written by
 from __future__ import annotations
 
 import argparse
+import inspect
 import shutil
 import statistics
 import subprocess
@@ -62,11 +63,10 @@ def prepare_data(args, scratch: Path) -> tuple[Path, str]:
     if args.scale == "mini":
         synthesize(scratch / "data", keys=DATASETS)
         return scratch / "data", "synthetic"
-    try:
-        synthesize(scratch / "data", keys=DATASETS, scale="full", cases=args.cases)
-    except TypeError:
+    if "scale" not in inspect.signature(synthesize).parameters:
         raise SystemExit("this checkout's harness.data.synth has no full scale yet: write the full-size benchmark "
-                         "with `harness data synth --scale full --cases N --out R` and pass --data-root R") from None
+                         "with `harness data synth --scale full --cases N --out R` and pass --data-root R")
+    synthesize(scratch / "data", keys=DATASETS, scale="full", cases=args.cases)
     return scratch / "data", str(scratch / "data" / "manifests")
 
 

@@ -193,11 +193,17 @@ class ScoringPool:
             if self._executor is not None:
                 self._executor.shutdown(wait=True, cancel_futures=True)
 
+    def cancel(self) -> None:
+        """An error or Ctrl-C: drop what waits, do not wait for what runs (its record would go nowhere)."""
+        self._queue.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
     def __enter__(self) -> "ScoringPool":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
-        elif self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        else:
+            self.cancel()

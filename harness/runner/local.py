@@ -127,7 +127,7 @@ class LocalExecutor:
             _, pending = wait(running, timeout=0.5)
             running = list(pending)
         self._threads.shutdown(wait=True, cancel_futures=True)
-        self._scoring.__exit__(RunStopped, None, None)
+        self._scoring.cancel()
 
     def _kill_own_containers(self) -> None:
         mine = {"label": [f"{engine.OWNER_PID_LABEL}={os.getpid()}"]}

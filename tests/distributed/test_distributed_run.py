@@ -219,3 +219,16 @@ def test_scheduler_killed_the_client_stops_clearly_and_a_rerun_on_a_new_schedule
     assert_same_as_local(results, local_reference)
     after = {c["case_id"]: c for c in results["datasets"][DATASET]["cases"]}
     assert all(after[case_id] == record for case_id, record in saved.items())
+
+
+def test_every_worker_gets_the_state_plugin_also_one_that_joins_later(local_dask):
+    from distributed import Client
+
+    from harness.distributed.worker import WorkerState, register_state
+
+    local_dask.start_worker("early")
+    with Client(local_dask.address, timeout=30, set_as_default=False) as client:
+        register_state(client)
+        local_dask.start_worker("late")
+        has_state = client.run(lambda dask_worker: type(dask_worker.plugins.get(WorkerState.name)).__name__)
+    assert sorted(has_state.values()) == ["WorkerState", "WorkerState"]

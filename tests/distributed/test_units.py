@@ -163,3 +163,16 @@ def test_documented_slurm_launcher_renders_a_worker_job_with_gpu_resources_and_p
     assert "#SBATCH --gres=gpu:1" in script
     assert "export AEVAL_GPU_IDS=$SLURM_JOB_GPUS" in script
     assert "--resources GPU=1,CONTAINER=1" in script and "tcp://127.0.0.1:" in script
+
+
+def test_worker_state_travels_empty_and_is_rebuilt_on_the_worker():
+    import pickle
+
+    from harness.distributed.worker import WorkerState, state
+
+    here = WorkerState()
+    here.images["sha256:abc"] = "sha256:def"
+    there = pickle.loads(pickle.dumps(here))
+    assert there.images == {} and there.docker is None and there.gpu_runtime is None
+    assert there.lock is not here.lock and isinstance(there.gpus, _GpuSlots)
+    assert state() is state()  # outside a worker: one state of the process
