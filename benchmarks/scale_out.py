@@ -59,11 +59,13 @@ def _warm(source) -> str:
 def dask_cluster(workers: int, tarball: Path, root: Path, out: Path, cases: int) -> tuple[float, float, int]:
     from harness.distributed.cluster import dask_client
     from harness.distributed.runner import DaskExecutor, prepare_image
+    from harness.distributed.worker import register_state
 
     run_request = request(image=None, image_tar=tarball, root=root, out=out, cases=cases)
     started = time.perf_counter()
     with dask_client(cluster=workers) as client:
         source = prepare_image(run_request)
+        register_state(client)  # the workers' state (loaded images) that the run's tasks will use
         addresses = list(client.scheduler_info(n_workers=-1)["workers"])
         client.gather([client.submit(_warm, source, workers=[a], pure=False, resources={"CONTAINER": 1})
                        for a in addresses])
