@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from harness.data.synth import synthesize  # noqa: E402
-from harness.runner.run import RunRequest, SubmissionRun  # noqa: E402
+from harness.runner.driver import SubmissionRun  # noqa: E402
+from harness.runner.run import RunRequest  # noqa: E402
 from harness.runner.sandbox import SandboxPolicy  # noqa: E402
 
 DATASETS = ["btcv", "word", "amos_mr"]
@@ -57,17 +58,19 @@ def _warm(source) -> str:
 
 def dask_cluster(workers: int, tarball: Path, root: Path, out: Path, cases: int) -> tuple[float, float, int]:
     from harness.distributed.cluster import dask_client
-    from harness.distributed.runner import DistributedRun, prepare_image
+    from harness.distributed.runner import DaskExecutor, prepare_image
+    from harness.distributed.worker import register_state
 
     run_request = request(image=None, image_tar=tarball, root=root, out=out, cases=cases)
     started = time.perf_counter()
     with dask_client(cluster=workers) as client:
         source = prepare_image(run_request)
+        register_state(client)  # the workers' state (loaded images) that the run's tasks will use
         addresses = list(client.scheduler_info(n_workers=-1)["workers"])
         client.gather([client.submit(_warm, source, workers=[a], pure=False, resources={"CONTAINER": 1})
                        for a in addresses])
         ready = time.perf_counter()
-        document = DistributedRun(run_request, client).execute()
+        document = SubmissionRun(run_request, executor=DaskExecutor(run_request, client)).execute()
         finished = time.perf_counter()
     return ready - started, finished - ready, _count(document)
 

@@ -65,8 +65,45 @@ def _add_image_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-dir", type=Path, default=None, help="mounted read-only at /opt/ml/model")
 
 
+def _cluster(text: str) -> int:
+    from harness.distributed.cluster import parse_cluster
+
+    try:
+        return parse_cluster(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_distributed_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("distributed runs (Dask; needs the 'distributed' extra; docs/scale_out.md)")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="run the cases on the workers of this Dask scheduler (tcp://HOST:8786): one task per "
+                            "case, on workers started with --resources CONTAINER=1 (CPU runs) or GPU=1 (--gpus); "
+                            "OUT and the data root must be on storage every node mounts at the same path")
+    where.add_argument("--cluster", metavar="local:N", type=_cluster, default=None,
+                       help="start a Dask cluster of N worker processes on this machine for this run")
+
+
+DESCRIPTION = """\
+Evaluate abdominal organ segmentation on the A-Eval benchmark: run a participant's Docker image on
+the seven test sets in a sandbox (as Grand-Challenge does), score its predictions (Dice, NSD, HD95,
+ASSD per organ) and write results you can resume, compare and publish."""
+
+EPILOG = """\
+first steps:
+  harness data synth --out data/            the miniature synthetic benchmark (no download)
+  harness run --image team/model:tag --data-root data/ --out results/
+  harness evaluate --dataset btcv --predictions preds/ --out btcv.json --data-root data/
+  harness validate --image team/model:tag   check an image before submitting it
+
+`harness COMMAND --help` lists a command's options. Exit codes: 0 success, 1 some case (or check)
+failed, 2 usage or environment error (bad flags, no data, no Docker engine, lost scheduler)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="harness", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -98,9 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch_flags(run)
     _add_scoring_flags(run)
     _add_common_flags(run)
-    from harness.distributed.cli import add_flags as add_distributed_flags
-
-    add_distributed_flags(run)  # --scheduler ADDRESS / --cluster local:N (docs/scale_out.md)
+    _add_distributed_flags(run)
 
     validate = sub.add_parser("validate", help="check a submission image before sending it (static checks + dry run)")
     _add_image_flags(validate)

@@ -7,7 +7,7 @@ import json
 import sys
 
 from harness.errors import HarnessError
-from harness.progress import ProgressBars
+from harness.progress import RunProgress
 
 
 def _settings(args: argparse.Namespace):
@@ -169,7 +169,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def run_request(args: argparse.Namespace):
-    """The RunRequest of `harness run`'s flags (shared with the distributed runner)."""
+    """The RunRequest of `harness run`'s flags."""
     from harness.manifest import resolve_data_root
     from harness.runner.run import RunRequest
     from harness.scoring_pool import default_workers
@@ -183,28 +183,51 @@ def run_request(args: argparse.Namespace):
                       workers=args.workers or default_workers(), retry_failed=args.retry_failed)
 
 
+def wants_distributed(args: argparse.Namespace) -> bool:
+    """--scheduler or --cluster: the cases run on Dask workers."""
+    return getattr(args, "scheduler", None) is not None or getattr(args, "cluster", None) is not None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.distributed.cli import run_distributed, wants_distributed
-    from harness.runner.run import SubmissionRun
     from harness.summary import results_table
 
     request = run_request(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    if wants_distributed(args):  # --scheduler / --cluster: the cases run on Dask workers
-        document = run_distributed(args, request)
-    else:
-        progress = ProgressBars(enabled=not (args.no_progress or args.quiet))
-        runner = SubmissionRun(request, progress=progress)
-        sub = runner.submission
-        _say(args, f"image {sub.image.reference} ({sub.image.image_id[:19]}), protocol {sub.protocol}, "
-                   f"label map {sub.mapping.label_map.name}, output socket {sub.output_relative_path}")
-        try:
-            document = runner.execute()
-        finally:
-            progress.close()
+    progress = RunProgress(enabled=not (args.no_progress or args.quiet))
+    try:
+        if wants_distributed(args):
+            document = _run_on_dask(args, request, progress)
+        else:
+            document = _run(args, request, None, progress)
+    finally:
+        progress.close()
     _say(args, results_table(document, metric="dice"))
     _say(args, results_table(document, metric="nsd"))
     failed = sum(d["n_failed"] for d in document["datasets"].values())
     total = sum(d["n_cases"] for d in document["datasets"].values())
     print(f"{total} cases, {failed} failed; results in {args.out / 'results.json'}")
     return 1 if failed else 0
+
+
+def _run(args: argparse.Namespace, request, executor, progress) -> dict:
+    from harness.runner.driver import SubmissionRun
+
+    runner = SubmissionRun(request, executor=executor, progress=progress)
+    sub = runner.submission
+    _say(args, f"image {sub.image.reference} ({sub.image.image_id[:19]}), protocol {sub.protocol}, "
+               f"label map {sub.mapping.label_map.name}, output socket {sub.output_relative_path}")
+    return runner.execute()
+
+
+def _run_on_dask(args: argparse.Namespace, request, progress) -> dict:
+    from harness.distributed.cluster import dask_client
+    from harness.distributed.runner import DaskExecutor
+
+    def say(text: str) -> None:
+        if not args.quiet:
+            print(text, file=sys.stderr)
+
+    with dask_client(scheduler=args.scheduler, cluster=args.cluster, gpus=request.policy.gpus is not None) as client:
+        workers = len(client.scheduler_info(n_workers=-1)["workers"])
+        say(f"Dask: {args.scheduler or f'a local cluster of {args.cluster} workers'} ({workers} workers now)")
+        return _run(args, request, DaskExecutor(request, client, say=say), progress)

@@ -135,10 +135,10 @@ class ResultsStore:
 
     @classmethod
     def open(cls, path: Path, *, benchmark: str, settings: dict, organs: list[str], manifests: list[Manifest],
-             submission: dict | None = None, resume: bool = True) -> "ResultsStore":
+             submission: dict | None = None) -> "ResultsStore":
         store = cls(path=Path(path), benchmark=benchmark, settings=settings, organs=organs, submission=submission,
                     manifests={m.key: m for m in manifests})
-        if resume and store.path.is_file():
+        if store.path.is_file():
             store._load_previous()
         return store
 

@@ -147,7 +147,8 @@ def _entrypoint_check(client, image: ImageInfo, protocols) -> Check:
 def dry_run(client, request: ValidateRequest, image: ImageInfo) -> list[Check]:
     """The submission on synthetic sample cases, through the very same sandbox and protocol as a run."""
     from harness.data.synth import synthesize
-    from harness.runner.run import RunRequest, SubmissionRun
+    from harness.runner.driver import SubmissionRun
+    from harness.runner.run import RunRequest
 
     checks: list[Check] = []
     with tempfile.TemporaryDirectory(prefix="aeval-validate-") as scratch_name:

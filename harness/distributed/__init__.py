@@ -1,8 +1,8 @@
 """Scale-out: run submissions across many (GPU) machines on Dask, with the sandbox and results of a local run.
 
-- `cli`: the `--scheduler ADDRESS` / `--cluster local:N` flags of `harness run` and `run_distributed`;
+- `harness run --scheduler ADDRESS | --cluster local:N` (harness/cli.py) runs the one driver loop on `runner.DaskExecutor`;
 - `cluster`: connect to a scheduler, or start a local cluster on 127.0.0.1;
-- `runner`: the client: one task per (image, case), scoring as CPU tasks, the one writer of results;
+- `runner`: the executor: one task per container step, scoring as CPU tasks, infrastructure failures;
 - `worker`: the tasks, and what each worker checks before running anything (engine, image id, data);
 - `datacheck`: the data root verified against the manifest, once per node;
 - `errors`: what a worker raises for the client to act upon.

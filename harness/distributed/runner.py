@@ -1,12 +1,13 @@
-"""The client of a distributed run: one Dask task per (image, case), one writer of results.json.
+"""The Dask executor of a run: one Dask task per container step, scoring as CPU tasks.
 
-The client resolves the submission on a worker, then submits one container task per case
+The driver loop (`harness.runner.driver.SubmissionRun`) is the same as a local run's; this
+executor resolves the submission on a worker, submits one container task per case
 (Grand-Challenge protocol; one per test set for FLARE) with a worker resource (`GPU` on GPU runs,
 `CONTAINER` otherwise, so a worker runs one container per GPU or at a time), and for each
 prediction a scoring task that needs no resource (a CPU task). Workers write predictions and logs
-to OUT (shared storage); case records come back to the client, which alone writes results.json,
-atomically, after every case. A case is added once: a rerun skips finished cases (as a local run
-does), and a task that ran twice (a worker presumed dead, a restarted client) adds nothing.
+to OUT (shared storage, `OutLayout`); case records come back to the driver, which alone writes
+results.json. Per-worker state (engine client, loaded images, GPU slots, scratch) lives in the
+`WorkerState` plugin registered here.
 
 Failures of the infrastructure, not of the submission:
 - a worker dies mid-task: Dask reruns the task on another worker (up to
@@ -32,13 +33,14 @@ from harness.distributed.datacheck import DataExpectation, build_expectation
 from harness.distributed.errors import ImageNotAvailable, WorkerError
 from harness.distributed.worker import FlareSetTask, GcCaseTask, ImageSource, ResolveTask, ScoreTask
 from harness.errors import DockerUnavailable, HarnessError
-from harness.manifest import Manifest, case_file, load_benchmark
-from harness.results import ResultsStore
+from harness.manifest import Manifest
 from harness.runner import engine
+from harness.runner.executor import CaseStep, Completed, ContainerStep
 from harness.runner.images import check_tarball, inspect_image
-from harness.runner.run import (ContainerResult, ResolvedSubmission, RunRequest, failed_case_record, finish,
-                                open_store, score_job, select_cases)
+from harness.runner.layout import OutLayout
+from harness.runner.run import ResolvedSubmission, RunRequest
 from harness.runner.sandbox import SandboxPolicy
+from harness.scoring import CaseJob
 
 CONTAINER_RESOURCE = "CONTAINER"
 GPU_RESOURCE = "GPU"
@@ -66,7 +68,7 @@ def prepare_image(request: RunRequest) -> ImageSource:
         raise HarnessError(f"--image {request.image} with --scheduler/--cluster: the client saves the image from its "
                            f"own Docker engine, and none answers ({exc}); pass --image-tar FILE instead") from None
     image = inspect_image(client, request.image)
-    folder = request.out_dir / "images"
+    folder = OutLayout(request.out_dir).images
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{image.image_id.split(':')[-1]}.tar"
     if not target.is_file():
@@ -94,30 +96,24 @@ class _Task:
     workers: list[str] | None = None  # the workers it was restricted to, if any
 
 
-class DistributedRun:
-    def __init__(self, request: RunRequest, dask_client, *, progress: Callable[[str, int, int], None] | None = None,
-                 say: Callable[[str], None] | None = None) -> None:
+class DaskExecutor:
+    """The executor of `harness run --scheduler/--cluster` (see the module docstring)."""
+
+    def __init__(self, request: RunRequest, dask_client, *, say: Callable[[str], None] | None = None) -> None:
         self.request = request
+        self.layout = OutLayout(request.out_dir)
         self.dask = dask_client
-        self._progress = progress
         self._say = say or (lambda text: None)
-        self.manifests = load_benchmark(request.benchmark, keys=request.datasets)
-        for manifest in self.manifests:
-            manifest.check_complete()
         self.resources = container_resources(request.policy)
         self._session = uuid.uuid4().hex[:8]
         self._excluded: dict[str, str] = {}  # worker address -> why it gets no task of this run
         self._ships: dict[str, int] = {}
         self._pending: dict[Any, _Task] = {}
-        self._recorded: set[tuple[str, str]] = set()
         self._lost: list[str] = []
-        self._counts: dict[str, dict[str, int]] = {}
         self._data: dict[str, DataExpectation] = {}
-        self.source = prepare_image(request)
-        self.wait_for_workers()
-        self.submission = self._resolve()
-        self.source = dataclasses.replace(self.source, image_id=self.submission.image.image_id)
-        self.store: ResultsStore = open_store(request, self.submission, self.manifests)
+        self._idle_since = time.monotonic()
+        self.submission: ResolvedSubmission | None = None
+        tasks.register_state(dask_client)
 
     # -- workers -------------------------------------------------------------------------------------
     def _workers(self) -> dict[str, dict]:
@@ -199,8 +195,11 @@ class DistributedRun:
                 del data
         self.dask.submit(tasks.load_received, source, **pinned).result(timeout=1800)
 
-    def _resolve(self) -> ResolvedSubmission:
-        task = _Task("resolve", tasks.resolve, ResolveTask(self.source, self.request), key="image", label="resolve")
+    def resolve(self, request: RunRequest) -> ResolvedSubmission:
+        """Save or check the image tarball, wait for a worker, and read the image there."""
+        self.source = prepare_image(request)
+        self.wait_for_workers()
+        task = _Task("resolve", tasks.resolve, ResolveTask(self.source, request), key="image", label="resolve")
         while True:
             future = self._submit(task)
             try:
@@ -211,117 +210,86 @@ class DistributedRun:
                 continue
             self._pending.pop(future, None)
             break
-        request = self.request
         reference = request.image or f"{Path(request.image_tar).name} ({self.source.config_digest[:19]})"
-        return dataclasses.replace(submission, image=dataclasses.replace(submission.image, reference=reference))
+        self.submission = dataclasses.replace(
+            submission, image=dataclasses.replace(submission.image, reference=reference))
+        self.source = dataclasses.replace(self.source, image_id=self.submission.image.image_id)
+        self._idle_since = time.monotonic()
+        return self.submission
 
-    # -- the run -------------------------------------------------------------------------------------
-    def execute(self) -> dict:
+    # -- the executor interface ----------------------------------------------------------------------
+    def begin_set(self, manifest: Manifest, cases) -> None:
+        self._data[manifest.key] = build_expectation(self.request.data_root, manifest, cases)
+
+    def submit_container(self, step: ContainerStep) -> None:
+        sub, request, data = self.submission, self.request, self._data[step.key]
+        if isinstance(step, CaseStep):
+            self._submit(_Task("case", tasks.run_case, GcCaseTask(
+                image=self.source, policy=request.policy, key=step.key, case_id=step.case_id,
+                image_relative=step.image_relative, socket=step.socket, output_relative_path=sub.output_relative_path,
+                layout=self.layout, model_dir=request.model_dir, data=data), key=step.key, label=step.label))
+        else:
+            self._submit(_Task("set", tasks.run_set, FlareSetTask(
+                image=self.source, policy=request.policy, key=step.key, command=sub.flare_command, cases=step.cases,
+                layout=self.layout, model_dir=request.model_dir, data=data), key=step.key, label=step.label))
+
+    def submit_scoring(self, key: str, job: CaseJob) -> None:
+        self._submit(_Task("score", tasks.score, ScoreTask(key=key, job=job, data=self._data[key]), key=key,
+                           label=job.case_id))
+
+    def busy(self) -> bool:
+        return bool(self._pending)
+
+    def collect(self, timeout: float) -> list[Completed]:
         from distributed import wait
 
         try:
-            for manifest in self.manifests:
-                self._submit_test_set(manifest)
-            idle_since = time.monotonic()
-            while self._pending:
-                try:
-                    done = wait(list(self._pending), timeout=2, return_when="FIRST_COMPLETED").done
-                except TimeoutError:
-                    done = set()
-                except Exception:  # distributed's FuturesCancelledError: the scheduler went away
-                    raise self._lost_scheduler() from None
-                for future in done:
-                    self._handle(future)
-                if done:
-                    idle_since = time.monotonic()
-                elif time.monotonic() - idle_since > 10:
-                    self._check_workers(idle_since)
-        finally:
-            if self._pending:  # an error or Ctrl-C: stop the tasks not started; finished cases are saved
-                try:
-                    self.dask.cancel(list(self._pending))
-                except Exception:  # the scheduler is gone: nothing to cancel
-                    pass
-        document = finish(self.store, self.request.out_dir)
-        if self._lost:
-            raise HarnessError(f"{len(self._lost)} case(s) were not run because their task killed workers repeatedly "
-                               f"({'; '.join(self._lost[:3])}); finished cases are saved in "
-                               f"{self.request.out_dir / 'results.json'}: rerun the same command to retry them")
-        return document
+            done = wait(list(self._pending), timeout=timeout, return_when="FIRST_COMPLETED").done
+        except TimeoutError:
+            done = set()
+        except Exception:  # distributed's FuturesCancelledError: the scheduler went away
+            raise self._lost_scheduler() from None
+        completed = [c for future in done if (c := self._handle(future)) is not None]
+        if done:
+            self._idle_since = time.monotonic()
+        elif time.monotonic() - self._idle_since > 10:
+            self._check_workers(self._idle_since)
+        return completed
 
-    def _submit_test_set(self, manifest: Manifest) -> None:
-        selected, todo = select_cases(manifest, self.store, self.request)
-        self._counts[manifest.key] = {"done": len(selected) - len(todo), "total": len(selected)}
-        self._tick(manifest.key, 0)
-        if not todo:
-            return
-        data = self._data[manifest.key] = build_expectation(self.request.data_root, manifest, todo)
-        sub, request = self.submission, self.request
-        if sub.protocol == "gc":
-            for case in todo:
-                self._submit(_Task("case", tasks.run_case, GcCaseTask(
-                    image=self.source, policy=request.policy, key=manifest.key, case_id=case.case_id,
-                    image_relative=case.image, socket=manifest.input_socket,
-                    output_relative_path=sub.output_relative_path, out_dir=request.out_dir,
-                    model_dir=request.model_dir, data=data), key=manifest.key, label=case.case_id))
-        else:
-            self._submit(_Task("set", tasks.run_set, FlareSetTask(
-                image=self.source, policy=request.policy, key=manifest.key, command=sub.flare_command,
-                cases=tuple((c.case_id, c.image) for c in todo), out_dir=request.out_dir,
-                model_dir=request.model_dir, data=data), key=manifest.key, label="set"))
+    def stop(self) -> None:
+        if self._pending:  # stop the tasks not started; finished cases are saved
+            try:
+                self.dask.cancel(list(self._pending))
+            except Exception:  # the scheduler is gone: nothing to cancel
+                pass
 
-    def _handle(self, future) -> None:
+    def close(self) -> None:
+        pass
+
+    def not_run(self) -> list[str]:
+        return list(self._lost)
+
+    def _handle(self, future) -> Completed | None:
         from distributed.scheduler import KilledWorker
 
         task = self._pending.pop(future)
         if future.status == "finished":
             result = future.result()
             if task.kind == "score":
-                self._add(task.key, result)
-            elif task.kind == "case":
-                self._container_done(task.key, result)
-            else:
-                for item in result:
-                    self._container_done(task.key, item)
-            return
+                return Completed(task.key, record=result)
+            return Completed(task.key, containers=(result,) if task.kind == "case" else tuple(result))
         if future.status == "cancelled":
             raise self._lost_scheduler()
         error = future.exception()
         if isinstance(error, KilledWorker):
             self._lost.append(f"{task.key}/{task.label}: {error}")
-            return
+            return None
         if isinstance(error, WorkerError):
             self._recover(error, task)
             self._submit(task)
-            return
+            return None
         future.result()  # anything else stops the run, as in a local run (the remote traceback is shown)
-
-    def _container_done(self, key: str, result: ContainerResult) -> None:
-        if result.prediction is None:
-            self._add(key, failed_case_record(result, self.request.settings))
-            return
-        manifest = next(m for m in self.manifests if m.key == key)
-        case = manifest.case(result.case_id)
-        job = score_job(case_id=result.case_id, gt_path=case_file(self.request.data_root, case.label),
-                        prediction=result.prediction, runtime=result.runtime, gt_mapping=manifest.gt_mapping,
-                        pred_mapping=self.submission.mapping, settings=self.request.settings,
-                        protocol=self.submission.protocol)
-        self._submit(_Task("score", tasks.score, ScoreTask(key=key, job=job, data=self._data[key]), key=key,
-                           label=result.case_id))
-
-    def _add(self, key: str, record: dict) -> None:
-        """The one place results are written: each case once per run, whatever ran twice."""
-        if (key, record["case_id"]) in self._recorded:
-            return
-        self._recorded.add((key, record["case_id"]))
-        self.store.add(key, record)
-        self._tick(key, 1)
-
-    def _tick(self, key: str, step: int) -> None:
-        counts = self._counts[key]
-        counts["done"] += step
-        if self._progress:
-            self._progress(key, counts["done"], counts["total"])
+        return None
 
     def _check_workers(self, idle_since: float) -> None:
         """Nothing finished for a while: fine while a worker can run the tasks, an error once none can.
@@ -345,5 +313,5 @@ class DistributedRun:
 
     def _lost_scheduler(self) -> HarnessError:
         return HarnessError(f"lost the connection to the Dask scheduler {self.dask.scheduler.address}; finished cases "
-                            f"are saved in {self.request.out_dir / 'results.json'}: restart the scheduler (and its "
+                            f"are saved in {self.layout.results}: restart the scheduler (and its "
                             "workers) and rerun the same command to resume")

@@ -1,4 +1,4 @@
-"""What runs on a Dask worker: the container and scoring tasks, and the worker's per-process state.
+"""What runs on a Dask worker: the container and scoring tasks, and the worker's state (a WorkerPlugin).
 
 Every task is a plain function of one frozen, picklable task value. Before a container task runs
 anything, its worker (once per process, rechecked cheaply on every task) makes sure that:
@@ -9,6 +9,12 @@ anything, its worker (once per process, rechecked cheaply on every task) makes s
 - the data root holds the test set's files as the manifest says (`datacheck`, once per node).
 Then the container step is exactly the local runner's (`harness.runner.run.run_gc_case` /
 `run_flare_set`), under the run's sandbox policy, pinned to the GPU(s) the worker was given.
+
+What a worker keeps between tasks (its engine client, the images it loaded, whether its engine has
+the GPU runtime, its scratch folder, its GPU slots) is a `WorkerState`, a Dask WorkerPlugin the
+client registers for the run (`register_state`): set up on every worker, also those joining later,
+and dropped with the worker. Outside a worker (a test, a benchmark warming a node) the functions
+use one state of the process.
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ from harness.manifest import InputSocket, case_file
 from harness.runner import engine
 from harness.runner.images import load_tarball
 from harness.runner.metering import nvml_available
-from harness.runner.run import (ContainerResult, ResolvedSubmission, RunRequest, resolve_submission, run_flare_set,
-                                run_gc_case)
+from harness.runner.layout import OutLayout
+from harness.runner.run import (ContainerResult, ResolvedSubmission, RunRequest, model_mounts, resolve_submission,
+                                run_flare_set, run_gc_case)
 from harness.runner.sandbox import SandboxPolicy
 from harness.scoring import CaseJob, score_files
 
@@ -64,7 +71,7 @@ class GcCaseTask:
     image_relative: str
     socket: InputSocket
     output_relative_path: str
-    out_dir: Path
+    layout: OutLayout
     model_dir: Path | None
     data: DataExpectation
 
@@ -76,7 +83,7 @@ class FlareSetTask:
     key: str
     command: str
     cases: tuple[tuple[str, str], ...]  # (case id, image path relative to the data root)
-    out_dir: Path
+    layout: OutLayout
     model_dir: Path | None
     data: DataExpectation
 
@@ -88,13 +95,69 @@ class ScoreTask:
     data: DataExpectation
 
 
-# -- per-process state ---------------------------------------------------------------------------------
+# -- the worker's state ----------------------------------------------------------------------------------
 
-_lock = threading.RLock()
-_docker = None
-_images: dict[str, str] = {}  # config digest -> engine image id, loaded and checked in this process
-_gpu_runtime: bool | None = None
-_scratch: Path | None = None
+try:
+    from distributed.diagnostics.plugin import WorkerPlugin
+except ImportError:  # without the 'distributed' extra nothing here runs on a worker
+    WorkerPlugin = object
+
+
+class WorkerState(WorkerPlugin):
+    """What one worker keeps between tasks, as a Dask WorkerPlugin.
+
+    Pickled to the workers when registered, so everything that does not pickle (locks, the engine
+    client) is made in `setup`, on the worker.
+    """
+
+    name = "aeval-worker-state"
+    idempotent = True  # a client that reconnects (a rerun) keeps what workers loaded
+
+    def __init__(self) -> None:
+        self.setup(None)
+
+    def setup(self, worker) -> None:
+        self.lock = threading.RLock()
+        self.docker = None
+        self.images: dict[str, str] = {}  # config digest -> engine image id, loaded and checked here
+        self.gpu_runtime: bool | None = None
+        self.scratch: Path | None = None
+        self.gpus = _GpuSlots()
+
+    def teardown(self, worker) -> None:
+        if self.docker is not None:
+            self.docker.close()
+            self.docker = None
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.setup(None)
+
+
+_process_state: WorkerState | None = None
+
+
+def register_state(dask_client) -> None:
+    """Client side: every worker of the run (also those joining later) gets a WorkerState."""
+    dask_client.register_plugin(WorkerState(), name=WorkerState.name)
+
+
+def state() -> WorkerState:
+    """This worker's state; outside a worker (or before the plugin reached it), the process's own."""
+    global _process_state
+    try:
+        from distributed import get_worker
+
+        plugin = get_worker().plugins.get(WorkerState.name)
+        if plugin is not None:
+            return plugin
+    except (ImportError, ValueError):
+        pass
+    if _process_state is None:
+        _process_state = WorkerState()
+    return _process_state
 
 
 def worker_address() -> str:
@@ -117,22 +180,22 @@ def docker_client():
     Every task also removes what a worker killed on this node left behind (its containers, which
     may still hold a GPU, and its scratch folder), as a local run does when it starts.
     """
-    global _docker, _scratch
-    with _lock:
+    mine = state()
+    with mine.lock:
         try:
-            if _docker is None:
-                _docker = engine.connect()
+            if mine.docker is None:
+                mine.docker = engine.connect()
             else:
-                _docker.ping()
-            engine.remove_leftovers(_docker)
+                mine.docker.ping()
+            engine.remove_leftovers(mine.docker)
         except DockerUnavailable as exc:
             raise DockerMissingOnWorker(f"{_where()}: {exc}", worker_address()) from None
         except Exception as exc:  # a cached client whose engine went away
-            _docker = None
+            mine.docker = None
             raise DockerMissingOnWorker(f"{_where()}: the Docker engine stopped answering ({exc})",
                                         worker_address()) from None
-        _scratch = _sweep_scratch()
-        return _docker
+        mine.scratch = _sweep_scratch()
+        return mine.docker
 
 
 def _sweep_scratch() -> Path:
@@ -179,8 +242,9 @@ def _readable_tarball(source: ImageSource) -> Path | None:
 
 def ensure_image(client, source: ImageSource) -> str:
     """Load the image once per process and check its id; return the engine's image id."""
-    with _lock:
-        known = _images.get(source.config_digest)
+    mine = state()
+    with mine.lock:
+        known = mine.images.get(source.config_digest)
         if known and _engine_has(client, known):
             return _checked(known, source)
         path = _readable_tarball(source)
@@ -191,7 +255,7 @@ def ensure_image(client, source: ImageSource) -> str:
             info = load_tarball(client, path)
         except HarnessError as exc:
             raise ImageMismatch(f"{_where()}: {exc}", worker_address()) from None
-        _images[source.config_digest] = info.image_id
+        mine.images[source.config_digest] = info.image_id
         return _checked(info.image_id, source)
 
 
@@ -278,9 +342,6 @@ class _GpuSlots:
             self._condition.notify_all()
 
 
-_gpus = _GpuSlots()
-
-
 def pinned_policy(policy: SandboxPolicy, ids: list[str]) -> SandboxPolicy:
     if policy.gpus is None or not ids:
         return policy
@@ -291,23 +352,22 @@ def pinned_policy(policy: SandboxPolicy, ids: list[str]) -> SandboxPolicy:
 
 
 def _check_gpu_runtime(client, policy: SandboxPolicy) -> None:
-    global _gpu_runtime
     if policy.gpus is None:
         return
-    if _gpu_runtime is None:
-        _gpu_runtime = engine.has_gpu_runtime(client)
-    if not _gpu_runtime:
+    mine = state()
+    if mine.gpu_runtime is None:
+        mine.gpu_runtime = engine.has_gpu_runtime(client)
+    if not mine.gpu_runtime:
         raise WorkerUnfit(f"{_where()}: the run asks for GPUs but this node's Docker engine has no NVIDIA runtime",
                           worker_address())
 
 
 def _model_mounts(model_dir: Path | None) -> list[engine.Mount]:
-    if model_dir is None:
-        return []
-    if not model_dir.is_dir():
+    try:
+        return model_mounts(model_dir)
+    except HarnessError:
         raise WorkerUnfit(f"{_where()}: --model-dir {model_dir} is not a folder on this node (mount it on every "
-                          "node at the same path)", worker_address())
-    return [engine.Mount(model_dir.resolve(), "/opt/ml/model", read_only=True)]
+                          "node at the same path)", worker_address()) from None
 
 
 def _with_worker(result: ContainerResult, ids: list[str]) -> ContainerResult:
@@ -330,14 +390,15 @@ def resolve(task: ResolveTask) -> ResolvedSubmission:
 def _ready_node(task: GcCaseTask | FlareSetTask):
     """What a container task checks and takes on this node first: data, image, GPU runtime, mounts, GPU ids.
 
-    The GPU ids are acquired here; the caller releases them (`_gpus.release`) when its container is done.
+    The GPU ids are acquired here; the caller releases them (`state().gpus.release`) when its container is done.
     """
     client = docker_client()
     verify_on_node(task.data, worker=worker_address())
     image_id = ensure_image(client, task.image)
     _check_gpu_runtime(client, task.policy)
     mounts = _model_mounts(task.model_dir)
-    ids = _gpus.acquire(None if task.policy.gpus == "all" else int(task.policy.gpus)) if task.policy.gpus else []
+    gpus = state().gpus
+    ids = gpus.acquire(None if task.policy.gpus == "all" else int(task.policy.gpus)) if task.policy.gpus else []
     return client, image_id, mounts, ids
 
 
@@ -347,11 +408,11 @@ def run_case(task: GcCaseTask) -> ContainerResult:
         result = run_gc_case(
             image_id=image_id, policy=pinned_policy(task.policy, ids), case_id=task.case_id,
             image_path=case_file(task.data.data_root, task.image_relative), socket=task.socket,
-            output_relative_path=task.output_relative_path, predictions_dir=task.out_dir / "predictions" / task.key,
-            log_path=task.out_dir / "logs" / task.key / f"{task.case_id}.log", extra_mounts=mounts,
-            gpu_metering=task.policy.gpus is not None and nvml_available(), client=client, scratch_dir=_scratch)
+            output_relative_path=task.output_relative_path, predictions_dir=task.layout.predictions(task.key),
+            log_path=task.layout.case_log(task.key, task.case_id), extra_mounts=mounts,
+            gpu_metering=task.policy.gpus is not None and nvml_available(), client=client, scratch_dir=state().scratch)
     finally:
-        _gpus.release(ids)
+        state().gpus.release(ids)
     return _with_worker(result, ids)
 
 
@@ -361,11 +422,11 @@ def run_set(task: FlareSetTask) -> list[ContainerResult]:
         results = run_flare_set(
             image_id=image_id, policy=pinned_policy(task.policy, ids), key=task.key, command=task.command,
             images={case_id: case_file(task.data.data_root, relative) for case_id, relative in task.cases},
-            predictions_dir=task.out_dir / "predictions" / task.key,
-            log_path=task.out_dir / "logs" / task.key / "flare-run.log", extra_mounts=mounts,
-            gpu_metering=task.policy.gpus is not None and nvml_available(), client=client, scratch_dir=_scratch)
+            predictions_dir=task.layout.predictions(task.key), log_path=task.layout.set_log(task.key),
+            extra_mounts=mounts, gpu_metering=task.policy.gpus is not None and nvml_available(), client=client,
+            scratch_dir=state().scratch)
     finally:
-        _gpus.release(ids)
+        state().gpus.release(ids)
     return [_with_worker(r, ids) for r in results]
 
 

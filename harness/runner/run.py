@@ -1,16 +1,13 @@
-"""`harness run`: a participant image against the test sets, in the sandbox, scored as it goes.
+"""`harness run`'s request, the submission it resolves to, and the container steps.
 
-Per test set and case (Grand-Challenge protocol) or per test set (FLARE protocol): stage the
-inputs in a scratch folder, run the container under the sandbox policy, turn any failure into a
-failed case with a precise message, keep the prediction under OUT/predictions/, and hand it to the
-scoring pool while the next container runs. Results are written after every case; a rerun with
-the same image id skips finished cases. Scratch folders and containers never outlive a case, also
-on Ctrl-C.
-
-The container step of a case (`run_gc_case`) and of a FLARE test set (`run_flare_set`) are plain
-functions of picklable values (image id, policy, paths) returning a `ContainerResult`: this runner
-calls them in a loop, and `harness.distributed` calls the very same functions as Dask tasks on
-other machines, so a distributed run has exactly the sandbox, limits and outputs of a local one.
+The container step of a case (`run_gc_case`, Grand-Challenge protocol) and of a test set
+(`run_flare_set`, FLARE protocol): stage the inputs in a scratch folder, run the container under
+the sandbox policy, turn any failure into a failed case with a precise message, and keep the
+prediction under OUT/predictions/. Scratch folders and containers never outlive a step, also on
+Ctrl-C. Both are plain functions of picklable values (image id, policy, paths) returning
+`ContainerResult`s: the local executor calls them in threads, and Dask workers call the very same
+functions, so a distributed run has exactly the sandbox, limits and outputs of a local one. The
+run itself (which cases, scoring, results, progress) is `harness.runner.driver`.
 """
 
 from __future__ import annotations
@@ -19,15 +16,17 @@ import os
 import shutil
 import tempfile
 import uuid
+from contextlib import AbstractContextManager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from harness.errors import CaseFailed, HarnessError
 from harness.jsonio import write_text_atomic
 from harness.labelmap import LabelMapping, build_mapping, resolve_label_map
-from harness.manifest import InputSocket, Manifest, case_file, load_benchmark
-from harness.results import ResultsStore, failed_record, summary_csv
+from harness.manifest import InputSocket
+from harness.results import failed_record
 from harness.runner import engine
 from harness.runner.failures import classify
 from harness.runner.images import (DEFAULT_FLARE_COMMAND, DEFAULT_OUTPUT_RELATIVE_PATH, LABEL_FLARE_COMMAND,
@@ -37,7 +36,6 @@ from harness.runner.metering import GpuSampler, nvml_available
 from harness.runner.protocols import flare, gc
 from harness.runner.sandbox import SandboxPolicy
 from harness.scoring import CaseJob, ScoreSettings
-from harness.scoring_pool import ScoringPool
 from harness.taxonomy import load_taxonomy
 
 
@@ -164,10 +162,16 @@ def model_mounts(model_dir: Path | None) -> list[engine.Mount]:
     return [engine.Mount(model_dir.resolve(), "/opt/ml/model", read_only=True)]
 
 
+#: Held while a container runs, when set (the local executor): its other thread stages the next case and
+#: collects the last one meanwhile, and the next container starts as soon as this one is gone.
+ENGINE_SLOT: ContextVar[AbstractContextManager | None] = ContextVar("aeval_engine_slot", default=None)
+
+
 def _run(client, image_id: str, policy: SandboxPolicy, mounts: list[engine.Mount], command: list[str] | None,
          gpu_metering: bool) -> engine.RunOutcome:
-    return engine.run_container(client, image_id, policy=policy, mounts=mounts, command=command,
-                                gpu_sampler_factory=GpuSampler if gpu_metering else None)
+    with ENGINE_SLOT.get() or nullcontext():
+        return engine.run_container(client, image_id, policy=policy, mounts=mounts, command=command,
+                                    gpu_sampler_factory=GpuSampler if gpu_metering else None)
 
 
 def run_gc_case(*, image_id: str, policy: SandboxPolicy, case_id: str, image_path: Path, socket: InputSocket,
@@ -224,112 +228,3 @@ def run_flare_set(*, image_id: str, policy: SandboxPolicy, key: str, command: st
         return results
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-# -- the local runner ---------------------------------------------------------------------------------
-
-class SubmissionRun:
-    def __init__(self, request: RunRequest, *, progress: Callable[[str, int, int], None] | None = None,
-                 client=None) -> None:
-        self.request = request
-        self.client = client or engine.connect()
-        engine.remove_leftovers(self.client)
-        self.submission = resolve_submission(self.client, request)
-        self.manifests = load_benchmark(request.benchmark, keys=request.datasets)
-        for manifest in self.manifests:
-            manifest.check_complete()
-        self._progress = progress
-        self._gpu = request.policy.gpus is not None and nvml_available()
-        self.store = open_store(request, self.submission, self.manifests)
-
-    def mounts_extra(self) -> list[engine.Mount]:
-        return model_mounts(self.request.model_dir)
-
-    def todo(self, manifest: Manifest):
-        return select_cases(manifest, self.store, self.request)
-
-    def execute(self) -> dict:
-        with ScoringPool(workers=self.request.workers, on_record=self._record) as pool:
-            self._pool = pool
-            for manifest in self.manifests:
-                selected, todo = self.todo(manifest)
-                self._counts = {"done": len(selected) - len(todo), "total": len(selected)}
-                self._tick(manifest.key, 0)
-                if not todo:
-                    continue
-                if self.submission.protocol == "gc":
-                    for case in todo:
-                        self._run_gc_case(manifest, case)
-                else:
-                    self._run_flare_set(manifest, todo)
-                pool.collect(block=True)
-        return finish(self.store, self.request.out_dir)
-
-    # -- bookkeeping ---------------------------------------------------------------------------------
-    def _record(self, key: str, record: dict) -> None:
-        self.store.add(key, record)
-        self._tick(key, 1)
-
-    def _tick(self, key: str, step: int) -> None:
-        self._counts["done"] += step
-        if self._progress:
-            self._progress(key, self._counts["done"], self._counts["total"])
-
-    def _handle(self, manifest: Manifest, result: ContainerResult) -> None:
-        if result.prediction is None:
-            self._record(manifest.key, failed_case_record(result, self.request.settings))
-            return
-        case = manifest.case(result.case_id)
-        self._pool.submit(manifest.key, score_job(
-            case_id=result.case_id, gt_path=case_file(self.request.data_root, case.label),
-            prediction=result.prediction, runtime=result.runtime, gt_mapping=manifest.gt_mapping,
-            pred_mapping=self.submission.mapping, settings=self.request.settings, protocol=self.submission.protocol))
-
-    # -- protocols -----------------------------------------------------------------------------------
-    def _run_gc_case(self, manifest: Manifest, case) -> None:
-        out = self.request.out_dir
-        self._handle(manifest, run_gc_case(
-            image_id=self.submission.image.image_id, policy=self.request.policy, case_id=case.case_id,
-            image_path=case_file(self.request.data_root, case.image), socket=manifest.input_socket,
-            output_relative_path=self.submission.output_relative_path,
-            predictions_dir=out / "predictions" / manifest.key, log_path=out / "logs" / manifest.key / f"{case.case_id}.log",
-            extra_mounts=self.mounts_extra(), gpu_metering=self._gpu, client=self.client))
-
-    def _run_flare_set(self, manifest: Manifest, cases) -> None:
-        out = self.request.out_dir
-        results = run_flare_set(
-            image_id=self.submission.image.image_id, policy=self.request.policy, key=manifest.key,
-            command=self.submission.flare_command,
-            images={c.case_id: case_file(self.request.data_root, c.image) for c in cases},
-            predictions_dir=out / "predictions" / manifest.key, log_path=out / "logs" / manifest.key / "flare-run.log",
-            extra_mounts=self.mounts_extra(), gpu_metering=self._gpu, client=self.client)
-        for result in results:
-            self._handle(manifest, result)
-
-
-# -- shared by the local and the distributed runner ---------------------------------------------------
-
-def open_store(request: RunRequest, submission: ResolvedSubmission, manifests: list[Manifest]) -> ResultsStore:
-    """The run's results file (resumed when it exists and is of the same benchmark, settings and image)."""
-    store = ResultsStore.open(
-        request.out_dir / "results.json", benchmark=request.benchmark, settings=request.settings.to_document(),
-        organs=list(load_taxonomy().organ_names), manifests=manifests,
-        submission={"name": submission.image.reference, "image": request.image or str(request.image_tar),
-                    "image_id": submission.image.image_id, "protocol": submission.protocol,
-                    "label_map": submission.mapping.label_map.name, "sandbox": request.policy.describe()})
-    for note in submission.mapping.notes():
-        store.add_note(f"image: {note}")
-    return store
-
-
-def select_cases(manifest: Manifest, store: ResultsStore, request: RunRequest):
-    """(the cases this run covers, those of them still to run)."""
-    cases = list(manifest.cases[: request.cases_limit] if request.cases_limit else manifest.cases)
-    done = store.finished(manifest.key, include_failed=not request.retry_failed)
-    return cases, [c for c in cases if c.case_id not in done]
-
-
-def finish(store: ResultsStore, out_dir: Path) -> dict:
-    document = store.write()
-    write_text_atomic(out_dir / "summary.csv", summary_csv(document))
-    return document

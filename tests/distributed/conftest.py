@@ -113,9 +113,16 @@ def local_dask(tmp_path, node_env, docker_client):
     cluster = LocalDask(folder, node_env)
     yield cluster
     cluster.close()
+    import docker.errors
+
     from harness.runner.engine import remove_leftovers
 
-    remove_leftovers(docker_client)  # containers of a worker the test killed
+    for attempt in range(3):  # containers of a worker the test killed
+        try:
+            remove_leftovers(docker_client)
+            break
+        except docker.errors.NotFound:  # another harness on this shared engine removed one of its own meanwhile
+            continue
 
 
 @pytest.fixture(scope="session")

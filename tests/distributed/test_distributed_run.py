@@ -22,7 +22,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 def _distributed(*argv: str) -> int:
-    from harness.distributed.cli import main
+    """`harness run --scheduler/--cluster ...`, in-process, as a user types it."""
+    from harness.cli import main
 
     return main(list(argv))
 
@@ -87,7 +88,7 @@ def test_client_killed_and_restarted_resumes_without_rerunning_finished_cases(sy
     local_dask.start_worker("w1")
     local_dask.start_worker("w2")
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "harness.distributed.cli",
+    command = [sys.executable, "-m", "harness.cli",
                *run_args(synthetic_root, out, "--image-tar", str(image_tarball), "--scheduler", local_dask.address)]
     driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
@@ -187,7 +188,7 @@ def test_scheduler_killed_the_client_stops_clearly_and_a_rerun_on_a_new_schedule
     local_dask.start_worker("w1")
     out = tmp_path / "out"
     flags = ("--image-tar", str(image_tarball))
-    driver = subprocess.Popen([sys.executable, "-m", "harness.distributed.cli",
+    driver = subprocess.Popen([sys.executable, "-m", "harness.cli",
                                *run_args(synthetic_root, out, *flags, "--scheduler", local_dask.address)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
@@ -218,3 +219,16 @@ def test_scheduler_killed_the_client_stops_clearly_and_a_rerun_on_a_new_schedule
     assert_same_as_local(results, local_reference)
     after = {c["case_id"]: c for c in results["datasets"][DATASET]["cases"]}
     assert all(after[case_id] == record for case_id, record in saved.items())
+
+
+def test_every_worker_gets_the_state_plugin_also_one_that_joins_later(local_dask):
+    from distributed import Client
+
+    from harness.distributed.worker import WorkerState, register_state
+
+    local_dask.start_worker("early")
+    with Client(local_dask.address, timeout=30, set_as_default=False) as client:
+        register_state(client)
+        local_dask.start_worker("late")
+        has_state = client.run(lambda dask_worker: type(dask_worker.plugins.get(WorkerState.name)).__name__)
+    assert sorted(has_state.values()) == ["WorkerState", "WorkerState"]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 
 import pytest
 
 from harness.distributed import datacheck
-from harness.distributed.cli import add_flags, wants_distributed
+from harness.cli import build_parser
+from harness.commands import wants_distributed
 from harness.distributed.cluster import parse_cluster
 from harness.distributed.errors import DataRootMismatch, DockerMissingOnWorker
 from harness.distributed.runner import container_resources
@@ -19,16 +19,16 @@ from harness.runner.sandbox import SandboxPolicy
 
 
 def test_flags_are_added_to_the_run_parser_and_exclusive():
-    parser = argparse.ArgumentParser()
-    add_flags(parser)
-    assert parser.parse_args(["--cluster", "local:3"]).cluster == 3
-    args = parser.parse_args(["--scheduler", "tcp://127.0.0.1:8786"])
+    parser = build_parser()
+    base = ["run", "--image", "team/model:tag", "--out", "out"]
+    assert parser.parse_args([*base, "--cluster", "local:3"]).cluster == 3
+    args = parser.parse_args([*base, "--scheduler", "tcp://127.0.0.1:8786"])
     assert args.scheduler == "tcp://127.0.0.1:8786" and wants_distributed(args)
-    assert not wants_distributed(parser.parse_args([]))
+    assert not wants_distributed(parser.parse_args(base))
     with pytest.raises(SystemExit):
-        parser.parse_args(["--scheduler", "tcp://127.0.0.1:8786", "--cluster", "local:2"])
+        parser.parse_args([*base, "--scheduler", "tcp://127.0.0.1:8786", "--cluster", "local:2"])
     with pytest.raises(SystemExit):
-        parser.parse_args(["--cluster", "slurm"])
+        parser.parse_args([*base, "--cluster", "slurm"])
     with pytest.raises(ValueError, match="local:N"):
         parse_cluster("local:0")
 
@@ -163,3 +163,16 @@ def test_documented_slurm_launcher_renders_a_worker_job_with_gpu_resources_and_p
     assert "#SBATCH --gres=gpu:1" in script
     assert "export AEVAL_GPU_IDS=$SLURM_JOB_GPUS" in script
     assert "--resources GPU=1,CONTAINER=1" in script and "tcp://127.0.0.1:" in script
+
+
+def test_worker_state_travels_empty_and_is_rebuilt_on_the_worker():
+    import pickle
+
+    from harness.distributed.worker import WorkerState, state
+
+    here = WorkerState()
+    here.images["sha256:abc"] = "sha256:def"
+    there = pickle.loads(pickle.dumps(here))
+    assert there.images == {} and there.docker is None and there.gpu_runtime is None
+    assert there.lock is not here.lock and isinstance(there.gpus, _GpuSlots)
+    assert state() is state()  # outside a worker: one state of the process

@@ -97,15 +97,16 @@ def test_interrupt_leaves_no_container_and_no_scratch(docker_client, example_ima
          "--benchmark", "synthetic", "--data-root", str(synthetic_root), "--out", str(tmp_path / "out"),
          "--datasets", "btcv", "--cases", "1", "--no-progress", "--memory", "256m"], env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ours = {"label": ["org.a-eval.harness=job", f"org.a-eval.owner-pid={process.pid}"]}  # not another harness's
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not docker_client.containers.list(filters={"label": "org.a-eval.harness=job"}):
+    while time.monotonic() < deadline and not docker_client.containers.list(filters=ours):
         time.sleep(0.2)
-    assert docker_client.containers.list(filters={"label": "org.a-eval.harness=job"}), "the job container never started"
+    assert docker_client.containers.list(filters=ours), "the job container never started"
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "rerun the same command to resume" in stderr
-    assert not docker_client.containers.list(all=True, filters={"label": "org.a-eval.harness=job"})
+    assert not docker_client.containers.list(all=True, filters=ours)
     assert not list(scratch_root.iterdir())
 
 
@@ -116,3 +117,15 @@ def test_missing_label_map_declaration_is_a_clear_error(docker_client, example_i
     docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag="aeval-test/nomap:latest")
     code, results, _ = run_harness("--image", "aeval-test/nomap:latest")
     assert code == 2 and "declares no label map" in capsys.readouterr().err
+
+
+def test_containers_run_one_at_a_time_while_the_next_case_is_staged(run_harness, example_images, docker_client):
+    """The local executor's two container threads share one engine slot: never two job containers at once."""
+    since = int(time.time()) - 1
+    code, results, _ = run_harness("--image", example_images.THRESHOLD, datasets="btcv,word", cases=3)
+    until = int(time.time()) + 1
+    assert code == 0 and all(d["n_cases"] == 3 for d in results["datasets"].values())
+    events = [e["status"] for e in docker_client.events(
+        since=since, until=until, decode=True,
+        filters={"type": "container", "event": ["start", "die"], "label": [f"org.a-eval.owner-pid={os.getpid()}"]})]
+    assert events == ["start", "die"] * 6
