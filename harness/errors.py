@@ -9,6 +9,8 @@ Two families, kept apart on purpose (as Grand-Challenge's backends do):
 
 from __future__ import annotations
 
+from harness.text import printable
+
 
 class HarnessError(Exception):
     """A problem that stops the whole command; the message is shown to the user as is."""
@@ -39,6 +41,7 @@ class CaseFailed(Exception):
     """
 
     def __init__(self, kind: str, message: str, *, details: dict | None = None) -> None:
+        message = printable(message)  # it quotes container output: never store or print raw escapes
         super().__init__(message)
         self.kind = kind
         self.message = message

@@ -14,15 +14,18 @@ import sys
 from pathlib import Path
 
 from harness.argtypes import non_negative_int, positive_int
+from harness.errors import HarnessError
 
 DEFAULT_OUTPUT_RELATIVE_PATH = "images/abdominal-organ-segmentation"
 
 
 def _relative_path(text: str) -> str:
-    parts = [p for p in text.strip("/").split("/") if p]
-    if not parts or any(p in (".", "..") for p in parts):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a relative path inside the job's output")
-    return "/".join(parts)
+    from harness.runner.protocols.gc import check_output_relative_path
+
+    try:
+        return check_output_relative_path(text, source="--output-relative-path")
+    except HarnessError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
