@@ -66,8 +66,11 @@ def _refuse(case_id: str, name: str, what: str) -> CaseFailed:
     return CaseFailed("unsafe_metaimage", f"case {case_id}: MetaImage header {name}: {what}")
 
 
-def parse_header(handle: BinaryIO, *, case_id: str, name: str) -> MetaHeader:
-    """Read at most HEADER_CAP_BYTES from `handle` (at its start); CaseFailed for anything unsafe."""
+def parse_header(handle: BinaryIO, *, case_id: str, name: str, require_local: bool = False) -> MetaHeader:
+    """Read at most HEADER_CAP_BYTES from `handle` (at its start); CaseFailed for anything unsafe.
+
+    `require_local`: the pixels must follow the header (an .mha).
+    """
     head = handle.read(HEADER_CAP_BYTES)
     fields: dict[str, str] = {}
     folded: dict[str, str] = {}  # lower-case key -> value: MetaIO matches keys loosely, so do we
@@ -98,6 +101,9 @@ def parse_header(handle: BinaryIO, *, case_id: str, name: str) -> MetaHeader:
         if key.lower() in folded:
             raise _refuse(case_id, name, f"key {key} appears twice")
         if key.lower() == "elementdatafile":
+            if require_local and value != "LOCAL":
+                raise _refuse(case_id, name, f"ElementDataFile = {value[:80]}: an .mha must hold its pixels "
+                                             "(ElementDataFile = LOCAL)")
             return _header(fields, folded, tuple(lines), value, min(position, len(head)), case_id=case_id, name=name)
         fields[key] = value
         folded[key.lower()] = value
@@ -147,11 +153,8 @@ def read_header(path: Path, *, case_id: str, dir_fd: int | None = None) -> MetaH
     """Parse the header of `path` (never following a link); `.mha` must keep its pixels LOCAL."""
     fd = _open_regular(path.name if dir_fd is not None else path, case_id=case_id, dir_fd=dir_fd, role="header")
     with os.fdopen(fd, "rb") as handle:
-        header = parse_header(handle, case_id=case_id, name=path.name)
-    if path.name.lower().endswith(".mha") and not header.local:
-        raise _refuse(case_id, path.name, f"ElementDataFile = {header.data_file[:80]}: an .mha must hold its pixels "
-                                          "(ElementDataFile = LOCAL)")
-    return header
+        return parse_header(handle, case_id=case_id, name=path.name,
+                            require_local=path.name.lower().endswith(".mha"))
 
 
 def _open_regular(path: Path | str, *, case_id: str, dir_fd: int | None, role: str) -> int:
