@@ -115,6 +115,7 @@ def check_gzip_bound(path: Path, limit: int, *, case_id: str, chunk: int = 1 << 
     inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
     total = 0
     data = b""
+    fed = False
     with open(path, "rb") as handle:
         while True:
             if not data:
@@ -123,6 +124,7 @@ def check_gzip_bound(path: Path, limit: int, *, case_id: str, chunk: int = 1 << 
                     break
             try:
                 total += len(inflater.decompress(data, chunk))
+                fed = True
             except zlib.error as exc:
                 raise CaseFailed("unreadable_prediction", f"case {case_id}: prediction {path} is not valid "
                                                           f"gzip: {exc}") from None
@@ -130,10 +132,13 @@ def check_gzip_bound(path: Path, limit: int, *, case_id: str, chunk: int = 1 << 
                 raise CaseFailed("prediction_too_large", f"case {case_id}: prediction {path} inflates past "
                                  f"{limit / 1024**2:.0f} MiB, more than its grid needs: refused")
             if inflater.eof:  # a further gzip member may follow
-                data = inflater.unused_data
+                data, fed = inflater.unused_data, False
                 inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
             else:
                 data = inflater.unconsumed_tail
+    if fed:
+        raise CaseFailed("unreadable_prediction", f"case {case_id}: prediction {path} is not valid gzip: "
+                                                  "the stream is truncated")
     return total
 
 
