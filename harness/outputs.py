@@ -5,6 +5,10 @@ flipped direction or shifted origin scores as silently wrong overlap. Here every
 match the ground truth's grid (size, spacing, origin, direction within a small tolerance), hold
 integers only, no negatives, and only ids its label map declares; anything else fails the case
 with a message that names the case, the file and what was wrong.
+
+A prediction is untrusted bytes: `read_prediction` reads its header only (our own parse for
+MetaImage, `ImageFileReader.ReadImageInformation` for every format), checks grid and pixel type,
+bounds what may be inflated, and only then reads the voxels, once.
 """
 
 from __future__ import annotations
