@@ -38,6 +38,9 @@ _PIXEL_BYTES = {
     sitk.sitkUInt8: 1, sitk.sitkInt8: 1, sitk.sitkUInt16: 2, sitk.sitkInt16: 2, sitk.sitkUInt32: 4,
     sitk.sitkInt32: 4, sitk.sitkUInt64: 8, sitk.sitkInt64: 8, sitk.sitkFloat32: 4, sitk.sitkFloat64: 8,
 }
+#: The one ITK reader each prediction suffix is read with.
+_IMAGE_IO = {".mha": "MetaImageIO", ".mhd": "MetaImageIO", ".nii.gz": "NiftiImageIO", ".nii": "NiftiImageIO",
+             ".tif": "TIFFImageIO", ".tiff": "TIFFImageIO", ".nrrd": "NrrdImageIO"}
 #: Room for a NIfTI header and its extensions on top of the voxels, when bounding a gzip stream.
 NIFTI_HEADER_ALLOWANCE = 1024**2
 
@@ -62,6 +65,8 @@ def read_prediction(path: Path, *, case_id: str, reference: Geometry | None = No
     header = _check_metaimage(path, case_id=case_id) if suffix in (".mha", ".mhd") else None
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
+    if suffix in _IMAGE_IO:  # the suffix decides the format: no reader may claim the file by its content
+        reader.SetImageIO(_IMAGE_IO[suffix])
     try:
         reader.ReadImageInformation()
     except RuntimeError as exc:

@@ -25,7 +25,7 @@ from harness.runner import engine
 from harness.runner.images import (DEFAULT_OUTPUT_RELATIVE_PATH, LABEL_FLARE_COMMAND, LABEL_OUTPUT_PATH, PROTOCOLS,
                                    DEFAULT_FLARE_COMMAND, ImageInfo, check_tarball, declared_label_map, inspect_image,
                                    load_tarball)
-from harness.runner.protocols.gc import check_output_relative_path
+from harness.runner.protocols.outputs_tree import check_output_relative_path
 from harness.runner.sandbox import SandboxPolicy
 from harness.text import printable
 

@@ -15,13 +15,12 @@ from pathlib import Path
 
 from harness.argtypes import non_negative_int, positive_int
 from harness.errors import HarnessError
+from harness.runner.protocols.outputs_tree import check_output_relative_path
 
 DEFAULT_OUTPUT_RELATIVE_PATH = "images/abdominal-organ-segmentation"
 
 
 def _relative_path(text: str) -> str:
-    from harness.runner.protocols.gc import check_output_relative_path
-
     try:
         return check_output_relative_path(text, source="--output-relative-path")
     except HarnessError as error:

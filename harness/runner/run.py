@@ -35,7 +35,7 @@ from harness.runner.images import (DEFAULT_FLARE_COMMAND, DEFAULT_OUTPUT_RELATIV
                                    load_tarball)
 from harness.runner.metering import GpuSampler, nvml_available
 from harness.runner.protocols import flare, gc
-from harness.runner.protocols.outputs_tree import remove_tree
+from harness.runner.protocols.outputs_tree import check_output_relative_path, remove_tree
 from harness.runner.sandbox import SandboxPolicy
 from harness.scoring import CaseJob, ScoreSettings
 from harness.scoring_pool import ScoringPool
@@ -88,7 +88,7 @@ def resolve_submission(client, request: RunRequest) -> ResolvedSubmission:
     if request.policy.gpus and not engine.has_gpu_runtime(client):
         raise HarnessError("--gpus was given but the Docker engine has no NVIDIA runtime: install the NVIDIA "
                            "Container Toolkit and restart dockerd, or run without --gpus")
-    output_path = gc.check_output_relative_path(
+    output_path = check_output_relative_path(
         request.output_relative_path or image.labels.get(LABEL_OUTPUT_PATH, DEFAULT_OUTPUT_RELATIVE_PATH),
         source="--output-relative-path" if request.output_relative_path else f"image label {LABEL_OUTPUT_PATH}")
     return ResolvedSubmission(image=image, protocol=protocol, mapping=build_mapping(label_map),

@@ -47,6 +47,13 @@ def metaimage_header(*, dim_size=(6, 7, 8), element_type="MET_UCHAR", data_file=
     return ("\n".join(lines) + "\n").encode()
 
 
+def huge_mha(side: int = 1024) -> bytes:
+    """A ~1 MB .mha claiming side^3 uint8 voxels: zlib zeros, with the CompressedDataSize ITK reads by."""
+    body = compressed_zeros(side**3)
+    return metaimage_header(dim_size=(side, side, side), compressed=True,
+                            extra=f"CompressedDataSize = {len(body)}") + body
+
+
 def compressed_zeros(total: int, *, prefix: bytes = b"", wrapper: str = "zlib", chunk: int = 64 * 1024**2) -> bytes:
     """A zlib or gzip stream of `prefix` then `total` zero bytes: a 1 GiB bomb of about 1 MB, in a second.
 

@@ -114,6 +114,8 @@ def test_the_header_read_is_capped(tmp_path):
     (b"NDims = 3\nNDims = 3\nDimSize = 4 4 4\nElementType = MET_UCHAR\nElementDataFile = LOCAL\n", "twice"),
     (b"NDims = 3\nDimSize = 4 4 -4\nElementType = MET_UCHAR\nElementDataFile = LOCAL\n", "outside"),
     (b"\x89PNG\r\n\x1a\n", "non-ASCII"),
+    (b"NDims = 3\nDimSize = 4 4 4\nElementType = MET_UCHAR\nelementdatafile = LOCAL\n"
+     b"ElementDataFile = /etc/passwd\n", "must be spelled ElementDataFile"),
     (b"just some text\nElementDataFile = LOCAL\n", "not 'Key = Value'"),
 ])
 def test_malformed_headers_are_refused(header, reason):

@@ -12,7 +12,8 @@ from harness.publish.cli import _relative_path
 from harness.results import failed_record
 from harness.runner.failures import classify
 from harness.runner.engine import RunOutcome
-from harness.runner.protocols.gc import check_output_relative_path, collect_output
+from harness.runner.protocols.gc import collect_output
+from harness.runner.protocols.outputs_tree import check_output_relative_path
 from harness.runner.sandbox import SandboxPolicy
 from harness.text import printable
 from harness.validate import Check, _output_socket_check

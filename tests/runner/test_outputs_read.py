@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from harness.errors import CaseFailed
 from harness.imageio import Geometry
 from harness.outputs import check_gzip_bound, read_prediction
-from tests.runner.outputs_helpers import compressed_zeros, labels, metaimage_header, peak_rss_of
+from tests.runner.outputs_helpers import compressed_zeros, huge_mha, labels, metaimage_header, peak_rss_of
 
 GIB = 1024**3
 
@@ -40,7 +40,7 @@ def test_an_honest_prediction_is_read_once_and_whole(tmp_path, name):
 
 def test_a_small_file_claiming_a_huge_grid_is_refused_from_its_header(tmp_path):
     bomb = tmp_path / "out.mha"
-    bomb.write_bytes(metaimage_header(dim_size=(1024, 1024, 1024), compressed=True) + compressed_zeros(GIB))
+    bomb.write_bytes(huge_mha())
     assert bomb.stat().st_size < 2 * 1024**2
     message = _refused(bomb, "geometry_mismatch")
     assert "size (1024, 1024, 1024) != (8, 7, 6)" in message
@@ -133,7 +133,7 @@ def test_a_bomb_costs_the_harness_no_more_memory_than_an_honest_prediction(tmp_p
     sitk.WriteImage(labels(), str(honest), useCompression=True)
     if variant == "mha_huge_header":
         bomb = tmp_path / "bomb.mha"
-        bomb.write_bytes(metaimage_header(dim_size=(1024, 1024, 1024), compressed=True) + compressed_zeros(GIB))
+        bomb.write_bytes(huge_mha())
     else:
         bomb = tmp_path / "bomb.nii.gz"
         plain = tmp_path / "honest.nii"
@@ -145,3 +145,10 @@ def test_a_bomb_costs_the_harness_no_more_memory_than_an_honest_prediction(tmp_p
     assert "RESULT ok" in honest_said and "RESULT ok" not in bomb_said
     print(f"peak RSS: honest {honest_peak / 1024**2:.0f} MiB, {variant} {bomb_peak / 1024**2:.0f} MiB")
     assert bomb_peak < honest_peak + 64 * 1024**2
+
+
+@pytest.mark.parametrize("name", ["out.nii.gz", "out.tif"])
+def test_the_suffix_decides_the_reader(tmp_path, name):
+    """A MetaImage header named .nii.gz or .tif is not read as MetaImage (it could name a host file)."""
+    (tmp_path / name).write_bytes(metaimage_header(dim_size=(8, 7, 6), data_file="/etc/passwd"))
+    _refused(tmp_path / name, "unreadable_prediction")

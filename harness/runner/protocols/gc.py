@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -19,16 +18,14 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from harness.errors import CaseFailed, HarnessError
+from harness.errors import CaseFailed
 from harness.manifest import InputSocket
 from harness.runner.engine import Mount
 from harness.runner.protocols import metaimage
 from harness.runner.protocols.outputs_tree import audit_tree, copy_out, open_folder, open_subfolder
-from harness.text import printable
 
 GC_IMAGE_SUFFIXES = (".mha", ".mhd", ".tif", ".tiff")
 GC_COMPANION_SUFFIXES = (".raw", ".zraw")
-_PATH_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -71,23 +68,6 @@ def stage_case(*, image_path: Path, socket: InputSocket, scratch: Path) -> GcJob
     for path in [input_dir, *input_dir.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o444)
     return GcJob(input_dir=input_dir, output_dir=output_dir, image_uuid=image_uuid)
-
-
-def check_output_relative_path(text: str, *, source: str = "output relative path") -> str:
-    """The one check of an output socket path (image label, --output-relative-path, gc-evaluate).
-
-    It names a folder inside the container's /output: plain components of letters, digits, '.', '_'
-    and '-' only; never absolute, never '.' or '..', no other characters. A label of '../../x'
-    once made the harness collect another run's prediction from the host.
-    """
-    value = text[:-1] if text.endswith("/") else text
-    parts = value.split("/")
-    if (not value or value.startswith("/") or len(value) > 255 or len(parts) > 8
-            or any(part in (".", "..") or not _PATH_PART.match(part) for part in parts)):
-        raise HarnessError(f"{source} {printable(text[:120])!r} is not a relative path inside /output: use plain "
-                           "folder names of letters, digits, '.', '_' and '-' joined by '/' (e.g. "
-                           "images/abdominal-organ-segmentation), no '..', no leading '/'")
-    return value
 
 
 def collect_output(job: GcJob, *, relative_path: str, case_id: str, max_bytes: int, keep_as: Path) -> Path:

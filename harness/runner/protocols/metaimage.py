@@ -100,6 +100,8 @@ def parse_header(handle: BinaryIO, *, case_id: str, name: str, require_local: bo
             raise _refuse(case_id, name, f"line {len(lines) + 1} is not 'Key = Value'")
         if key.lower() in folded:
             raise _refuse(case_id, name, f"key {key} appears twice")
+        if key.lower() == "elementdatafile" and key != "ElementDataFile":  # both readers must stop on one line
+            raise _refuse(case_id, name, f"key {key} must be spelled ElementDataFile")
         if key.lower() == "elementdatafile":
             if require_local and value != "LOCAL":
                 raise _refuse(case_id, name, f"ElementDataFile = {value[:80]}: an .mha must hold its pixels "

@@ -12,11 +12,13 @@ with O_NOFOLLOW and checked to be regular. Every refusal is a CaseFailed naming 
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import CaseFailed
+from harness.errors import CaseFailed, HarnessError
+from harness.text import printable
 
 #: Deepest folder nesting accepted in an output folder (a prediction needs two or three levels).
 MAX_DEPTH = 32
@@ -25,6 +27,7 @@ MAX_ENTRIES = 10_000
 #: Longest path accepted inside an output folder, in bytes (well under PATH_MAX).
 MAX_PATH_BYTES = 1024
 
+_PATH_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -42,6 +45,23 @@ class OutputTree:
 
 def _shown(relative: str) -> str:
     return relative if len(relative) <= 160 else relative[:80] + "..." + relative[-60:]
+
+
+def check_output_relative_path(text: str, *, source: str = "output relative path") -> str:
+    """The one check of an output socket path (image label, --output-relative-path, gc-evaluate).
+
+    It names a folder inside the container's /output: plain components of letters, digits, '.', '_'
+    and '-' only; never absolute, never '.' or '..', no other characters. A label of '../../x'
+    once made the harness collect another run's prediction from the host.
+    """
+    value = text[:-1] if text.endswith("/") else text
+    parts = value.split("/")
+    if (not value or value.startswith("/") or len(value) > 255 or len(parts) > 8
+            or any(part in (".", "..") or not _PATH_PART.match(part) for part in parts)):
+        raise HarnessError(f"{source} {printable(text[:120])!r} is not a relative path inside /output: use plain "
+                           "folder names of letters, digits, '.', '_' and '-' joined by '/' (e.g. "
+                           "images/abdominal-organ-segmentation), no '..', no leading '/'")
+    return value
 
 
 def open_folder(root: Path, *, case_id: str) -> int:
