@@ -7,6 +7,8 @@ the OS limit (OSError on any path-based call), or 300,000 empty files. So the fo
 with O_NOFOLLOW, walked iteratively from directory descriptors (never by building host paths),
 with caps on depth, path length and entries, and files are copied out through descriptors opened
 with O_NOFOLLOW and checked to be regular. Every refusal is a CaseFailed naming the case and file.
+The output socket path itself (an image label or a flag) is checked here too, once, before any
+container runs.
 """
 
 from __future__ import annotations
