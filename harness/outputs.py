@@ -5,18 +5,27 @@ flipped direction or shifted origin scores as silently wrong overlap. Here every
 match the ground truth's grid (size, spacing, origin, direction within a small tolerance), hold
 integers only, no negatives, and only ids its label map declares; anything else fails the case
 with a message that names the case, the file and what was wrong.
+
+A prediction is untrusted bytes: `read_prediction` reads its header only (our own parse for
+MetaImage, `ImageFileReader.ReadImageInformation` for every format), checks grid and pixel type,
+bounds what may be inflated, and only then reads the voxels, once.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import zlib
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from harness.errors import CaseFailed
-from harness.imageio import Geometry, label_array, read_image
+from harness.imageio import Geometry, image_suffix, label_array
 from harness.labelmap import LabelMapping
+from harness.runner.protocols import metaimage
+from harness.runner.protocols.metaimage import MetaHeader
 
 _INTEGER_PIXEL_TYPES = {
     sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16, sitk.sitkUInt32, sitk.sitkInt32,
@@ -24,8 +33,122 @@ _INTEGER_PIXEL_TYPES = {
 }
 
 
-def read_prediction(path: Path, *, case_id: str) -> sitk.Image:
-    return read_image(path, case_id=case_id, role="prediction", kind="unreadable_prediction")
+#: Bytes per voxel of the scalar pixel types a prediction may have.
+_PIXEL_BYTES = {
+    sitk.sitkUInt8: 1, sitk.sitkInt8: 1, sitk.sitkUInt16: 2, sitk.sitkInt16: 2, sitk.sitkUInt32: 4,
+    sitk.sitkInt32: 4, sitk.sitkUInt64: 8, sitk.sitkInt64: 8, sitk.sitkFloat32: 4, sitk.sitkFloat64: 8,
+}
+#: The one ITK reader each prediction suffix is read with.
+_IMAGE_IO = {".mha": "MetaImageIO", ".mhd": "MetaImageIO", ".nii.gz": "NiftiImageIO", ".nii": "NiftiImageIO",
+             ".tif": "TIFFImageIO", ".tiff": "TIFFImageIO", ".nrrd": "NrrdImageIO"}
+#: Room for a NIfTI header and its extensions on top of the voxels, when bounding a gzip stream.
+NIFTI_HEADER_ALLOWANCE = 1024**2
+
+
+def _pixel_type(info) -> str:
+    return sitk.GetPixelIDValueAsString(info.GetPixelID())
+
+
+def read_prediction(path: Path, *, case_id: str, reference: Geometry | None = None,
+                    gc_output: bool = False) -> sitk.Image:
+    """Read a prediction header first, check it against `reference`, and only then its pixels, once.
+
+    A 1 MB file can claim 1024^3 voxels or inflate to gigabytes: before any voxel is read the
+    header must match the reference grid (size, spacing, origin, direction), hold one integer
+    component (uint8/int8 for Grand-Challenge outputs), and the bytes to inflate are bounded by
+    what that grid needs. MetaImage headers are parsed by us first (no host file, LIST or pattern).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CaseFailed("missing_prediction", f"case {case_id}: prediction {path} does not exist")
+    suffix = image_suffix(path)
+    header = _check_metaimage(path, case_id=case_id) if suffix in (".mha", ".mhd") else None
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    if suffix in _IMAGE_IO:  # the suffix decides the format: no reader may claim the file by its content
+        reader.SetImageIO(_IMAGE_IO[suffix])
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise CaseFailed("unreadable_prediction", f"case {case_id}: cannot read prediction {path}: "
+                                                  f"{_reason(exc)}") from None
+    if reader.GetNumberOfComponents() != 1:
+        raise CaseFailed("unreadable_prediction", f"case {case_id}: prediction {path} has "
+                         f"{reader.GetNumberOfComponents()} components per voxel; a label image must have one")
+    if reader.GetDimension() != 3:
+        raise CaseFailed("unreadable_prediction", f"case {case_id}: prediction {path} is {reader.GetDimension()}-D; "
+                                                  "expected 3-D")
+    if gc_output:
+        check_gc_pixel_type(reader, case_id=case_id, path=path)
+    if reference is not None:
+        check_geometry(reader, reference, case_id=case_id, path=path)
+    if reader.GetPixelID() not in _INTEGER_PIXEL_TYPES:
+        raise CaseFailed("non_integer_labels", f"case {case_id}: prediction {path} has {_pixel_type(reader)} voxels; "
+                                               "a segmentation must hold integer label ids (uint8 preferred)")
+    voxel_bytes = math.prod(reader.GetSize()) * _PIXEL_BYTES[reader.GetPixelID()]
+    if header is not None and header.expected_bytes != voxel_bytes:
+        raise CaseFailed("unreadable_prediction", f"case {case_id}: prediction {path}: the MetaImage header "
+                         f"describes {header.expected_bytes} bytes of voxels, the reader {voxel_bytes}")
+    if suffix == ".nii.gz":
+        check_gzip_bound(path, voxel_bytes + NIFTI_HEADER_ALLOWANCE, case_id=case_id)
+    try:
+        return reader.Execute()
+    except RuntimeError as exc:
+        raise CaseFailed("unreadable_prediction", f"case {case_id}: cannot read prediction {path}: "
+                                                  f"{_reason(exc)}") from None
+
+
+def _reason(exc: RuntimeError) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else "unknown reader error"
+
+
+def _check_metaimage(path: Path, *, case_id: str) -> MetaHeader:
+    """Our own parse of a MetaImage header: pixels LOCAL or in one regular file beside it."""
+    header = metaimage.read_header(path, case_id=case_id)
+    if not header.local:
+        folder_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.close(metaimage.open_data_file(header, case_id=case_id, header_name=path.name, dir_fd=folder_fd))
+        finally:
+            os.close(folder_fd)
+    return header
+
+
+def check_gzip_bound(path: Path, limit: int, *, case_id: str, chunk: int = 1 << 20) -> int:
+    """Inflate `path` as a stream, keeping at most `chunk` bytes; CaseFailed once it passes `limit`.
+
+    A gzip bomb (1 MB that inflates to gigabytes) is refused after reading `limit` bytes of it,
+    with the harness's memory never above a few chunks.
+    """
+    inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+    total = 0
+    data = b""
+    fed = False
+    with open(path, "rb") as handle:
+        while True:
+            if not data:
+                data = handle.read(chunk)
+                if not data:
+                    break
+            try:
+                total += len(inflater.decompress(data, chunk))
+                fed = True
+            except zlib.error as exc:
+                raise CaseFailed("unreadable_prediction", f"case {case_id}: prediction {path} is not valid "
+                                                          f"gzip: {exc}") from None
+            if total > limit:
+                raise CaseFailed("prediction_too_large", f"case {case_id}: prediction {path} inflates past "
+                                 f"{limit / 1024**2:.0f} MiB, more than its grid needs: refused")
+            if inflater.eof:  # a further gzip member may follow
+                data, fed = inflater.unused_data, False
+                inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+            else:
+                data = inflater.unconsumed_tail
+    if fed:
+        raise CaseFailed("unreadable_prediction", f"case {case_id}: prediction {path} is not valid gzip: "
+                                                  "the stream is truncated")
+    return total
 
 
 def check_geometry(prediction: sitk.Image, reference: Geometry, *, case_id: str, path: Path) -> None:
@@ -40,7 +163,7 @@ def prediction_in_benchmark_ids(prediction: sitk.Image, mapping: LabelMapping, *
     """Voxel array (z, y, x) in benchmark ids; CaseFailed for float, negative or undeclared labels."""
     if prediction.GetPixelID() not in _INTEGER_PIXEL_TYPES:
         raise CaseFailed("non_integer_labels",
-                         f"case {case_id}: prediction {path} has {prediction.GetPixelIDTypeAsString()} voxels; "
+                         f"case {case_id}: prediction {path} has {_pixel_type(prediction)} voxels; "
                          "a segmentation must hold integer label ids (uint8 preferred)")
     return mapping.apply(label_array(prediction), case_id=case_id, source=f"prediction {path}")
 
@@ -50,5 +173,5 @@ def check_gc_pixel_type(prediction: sitk.Image, *, case_id: str, path: Path) -> 
     if prediction.GetPixelID() in (sitk.sitkUInt8, sitk.sitkInt8):
         return
     kind = "non_integer_labels" if prediction.GetPixelID() not in _INTEGER_PIXEL_TYPES else "unsupported_pixel_type"
-    raise CaseFailed(kind, f"case {case_id}: prediction {path.name} has {prediction.GetPixelIDTypeAsString()} voxels; "
+    raise CaseFailed(kind, f"case {case_id}: prediction {path.name} has {_pixel_type(prediction)} voxels; "
                            "a Grand-Challenge segmentation must be uint8 or int8 label ids")

@@ -22,6 +22,7 @@ from harness import __version__
 from harness.errors import HarnessError
 from harness.jsonio import read_json, to_plain, validate, write_json_atomic, write_text_atomic
 from harness.manifest import Manifest, sha256_file
+from harness.text import printable
 
 METRIC_NAMES = ("dice", "nsd", "hd95", "assd")
 RANKED_METRICS = ("dice", "nsd")
@@ -60,7 +61,7 @@ def failed_record(case_id: str, *, kind: str, message: str, organs: Iterable[str
             entry[name] = 0.0 if name in ("dice", "nsd") else None
         entry["flags"] = ["case_failed"]
         per_organ[organ] = entry
-    return {"case_id": case_id, "status": "failed", "error": message[:1024], "error_kind": kind,
+    return {"case_id": case_id, "status": "failed", "error": printable(message)[:1024], "error_kind": kind,
             "flags": ["case_failed"], "metrics": per_organ, "runtime": runtime}
 
 

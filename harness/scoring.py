@@ -16,8 +16,7 @@ from metrics import EmptyPolicy, score_case
 from harness.errors import CaseFailed
 from harness.imageio import Geometry, label_array, read_image
 from harness.labelmap import LabelMapping
-from harness.outputs import (check_gc_pixel_type, check_geometry, prediction_in_benchmark_ids,
-                             read_prediction)
+from harness.outputs import prediction_in_benchmark_ids, read_prediction
 from harness.results import METRIC_NAMES, failed_record, ok_record
 from harness.taxonomy import load_taxonomy
 
@@ -55,10 +54,7 @@ def score_files(job: CaseJob) -> dict:
         gt_image = read_image(job.gt_path, case_id=job.case_id, role="ground truth", kind="unreadable_ground_truth")
         geometry = Geometry.of(gt_image)
         gt = job.gt_mapping.apply(label_array(gt_image), case_id=job.case_id, source=f"ground truth {job.gt_path}")
-        prediction = read_prediction(job.pred_path, case_id=job.case_id)
-        if job.gc_output:
-            check_gc_pixel_type(prediction, case_id=job.case_id, path=job.pred_path)
-        check_geometry(prediction, geometry, case_id=job.case_id, path=job.pred_path)
+        prediction = read_prediction(job.pred_path, case_id=job.case_id, reference=geometry, gc_output=job.gc_output)
         pred = prediction_in_benchmark_ids(prediction, job.pred_mapping, case_id=job.case_id, path=job.pred_path)
         scores = score_case(gt, pred, spacing_mm=geometry.spacing_array, organs=load_taxonomy().metric_specs(),
                             si_axis=geometry.si_array_axis(), empty_policy=job.settings.empty_policy,

@@ -25,8 +25,10 @@ from harness.runner import engine
 from harness.runner.images import (DEFAULT_OUTPUT_RELATIVE_PATH, LABEL_FLARE_COMMAND, LABEL_LABEL_MAP,
                                    LABEL_LABEL_MAP_FILE, LABEL_OUTPUT_PATH, PROTOCOLS, DEFAULT_FLARE_COMMAND, ImageInfo,
                                    check_tarball, declared_label_map, inspect_image, load_tarball)
+from harness.runner.protocols.outputs_tree import check_output_relative_path
 from harness.runner.sandbox import SandboxPolicy
 from harness.taxonomy import load_taxonomy
+from harness.text import printable
 
 #: Synthetic sample cases of both modalities used by the dry run (test set key, number of cases).
 SAMPLE_SETS = (("flare22", 1), ("amos_mr", 1))
@@ -55,6 +57,9 @@ class Check:
     passed: bool
     message: str
     details: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.message = printable(self.message)  # it may quote container output or image labels
 
     def line(self) -> str:
         return f"{'PASS' if self.passed else 'FAIL'}  {self.name:<22} {self.message}"
@@ -104,14 +109,21 @@ def static_checks(client, request: ValidateRequest) -> tuple[list[Check], ImageI
     bad = [p for p in protocols if p not in PROTOCOLS]
     checks.append(Check("protocol", bool(protocols) and not bad,
                         f"{','.join(protocols)}" + (f": unknown {bad}; use gc and/or flare" if bad else "")))
-    output_path = (request.output_relative_path or image.labels.get(LABEL_OUTPUT_PATH, DEFAULT_OUTPUT_RELATIVE_PATH))
-    checks.append(Check("output socket", bool(re.fullmatch(r"images/[a-z0-9-]+", output_path.strip("/"))),
-                        f"/output/{output_path.strip('/')}/" + ("" if re.fullmatch(r"images/[a-z0-9-]+",
-                                                                     output_path.strip("/")) else
-                                                                 ": must look like images/<slug>")))
+    checks.append(_output_socket_check(request.output_relative_path or
+                                       image.labels.get(LABEL_OUTPUT_PATH, DEFAULT_OUTPUT_RELATIVE_PATH)))
     checks.append(_label_map_check(client, image, request))
     checks.append(_entrypoint_check(client, image, protocols))
     return checks, image
+
+
+def _output_socket_check(output_path: str) -> Check:
+    try:
+        relative = check_output_relative_path(output_path, source="output socket (image label or flag)")
+    except HarnessError as error:
+        return Check("output socket", False, str(error))
+    if not re.fullmatch(r"images/[a-z0-9-]+", relative):
+        return Check("output socket", False, f"/output/{relative}/: must look like images/<slug>")
+    return Check("output socket", True, f"/output/{relative}/")
 
 
 def _label_map_check(client, image: ImageInfo, request: ValidateRequest) -> Check:

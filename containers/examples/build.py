@@ -28,6 +28,17 @@ THRESHOLD_STUNET_IDS = "aeval-example/threshold-stunet-ids:latest"
 HOSTILE_BEHAVIOURS = ("write_input", "fork_bomb", "memory_hog", "never_exit", "write_nothing", "float_output",
                       "wrong_geometry", "symlink_out", "two_outputs", "list_network", "crash")
 HOSTILE_ROOT = "aeval-test/hostile-root:latest"
+#: Outputs that attack the harness's reading of them: host-file headers, bombs, hostile trees, escapes.
+HOSTILE_OUTPUT_BEHAVIOURS = ("mha_host_file", "mhd_list", "mhd_device", "mha_huge", "mhd_huge", "deep_tree",
+                             "long_path", "many_files", "escape_names", "ansi_crash")
+HOSTILE_FLARE_BOMB = "aeval-test/hostile-flare-gzip-bomb:latest"
+HOSTILE_OUTPUT_CLIMB = "aeval-test/hostile-output-path-climb:latest"
+#: Image labels of the variants built from the same hostile context (labels set at build time).
+HOSTILE_LABELLED = {
+    HOSTILE_FLARE_BOMB: ("flare_gzip_bomb", {"org.a-eval.protocol": "flare",
+                                             "org.a-eval.flare-command": "python3 /opt/app/behave.py flare_gzip_bomb"}),
+    HOSTILE_OUTPUT_CLIMB: ("write_nothing", {"org.a-eval.output-relative-path": "../../../other-run/output"}),
+}
 
 
 def hostile_tag(behaviour: str) -> str:
@@ -44,9 +55,11 @@ def base_image(client: docker.DockerClient) -> str:
         return PUBLIC_BASE
 
 
-def _build(client: docker.DockerClient, context: Path, tag: str, buildargs: dict[str, str]) -> str:
+def _build(client: docker.DockerClient, context: Path, tag: str, buildargs: dict[str, str],
+           labels: dict[str, str] | None = None) -> str:
     try:
-        image, _ = client.images.build(path=str(context), tag=tag, buildargs=buildargs, rm=True, network_mode="host")
+        image, _ = client.images.build(path=str(context), tag=tag, buildargs=buildargs, rm=True, network_mode="host",
+                                       labels=labels)
     except docker.errors.BuildError as exc:
         log = "".join(chunk.get("stream", "") + chunk.get("error", "") for chunk in exc.build_log)
         raise SystemExit(f"building {tag} failed:\n{log[-3000:]}") from None
@@ -65,13 +78,14 @@ def build_threshold(client: docker.DockerClient, *, label_map: str = "a-eval", t
         return _build(client, context, tag, {"BASE_IMAGE": base_image(client)})
 
 
-def build_hostile(client: docker.DockerClient, behaviour: str, *, run_as: str = "algorithm", tag: str | None = None) -> str:
+def build_hostile(client: docker.DockerClient, behaviour: str, *, run_as: str = "algorithm", tag: str | None = None,
+                  labels: dict[str, str] | None = None) -> str:
     with tempfile.TemporaryDirectory() as scratch:
         context = Path(scratch)
         for name in ("Dockerfile", "behave.py"):
             shutil.copy(HERE / "hostile" / name, context / name)
         return _build(client, context, tag or hostile_tag(behaviour),
-                      {"BASE_IMAGE": base_image(client), "BEHAVIOUR": behaviour, "RUN_AS": run_as})
+                      {"BASE_IMAGE": base_image(client), "BEHAVIOUR": behaviour, "RUN_AS": run_as}, labels)
 
 
 def build_all(client: docker.DockerClient) -> dict[str, str]:
@@ -80,6 +94,10 @@ def build_all(client: docker.DockerClient) -> dict[str, str]:
     for behaviour in HOSTILE_BEHAVIOURS:
         built[hostile_tag(behaviour)] = build_hostile(client, behaviour)
     built[HOSTILE_ROOT] = build_hostile(client, "list_network", run_as="root", tag=HOSTILE_ROOT)
+    for behaviour in HOSTILE_OUTPUT_BEHAVIOURS:
+        built[hostile_tag(behaviour)] = build_hostile(client, behaviour)
+    for tag, (behaviour, labels) in HOSTILE_LABELLED.items():
+        built[tag] = build_hostile(client, behaviour, tag=tag, labels=labels)
     return built
 
 

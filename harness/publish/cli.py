@@ -14,15 +14,17 @@ import sys
 from pathlib import Path
 
 from harness.argtypes import non_negative_int, positive_int
+from harness.errors import HarnessError
+from harness.runner.protocols.outputs_tree import check_output_relative_path
 
 DEFAULT_OUTPUT_RELATIVE_PATH = "images/abdominal-organ-segmentation"
 
 
 def _relative_path(text: str) -> str:
-    parts = [p for p in text.strip("/").split("/") if p]
-    if not parts or any(p in (".", "..") for p in parts):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a relative path inside the job's output")
-    return "/".join(parts)
+    try:
+        return check_output_relative_path(text, source="--output-relative-path")
+    except HarnessError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _resamples(text: str) -> int:

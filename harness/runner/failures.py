@@ -27,3 +27,12 @@ def classify(outcome: RunOutcome, policy: SandboxPolicy, *, subject: str) -> Cas
         return CaseFailed("crash", f"{subject}: the container exited with code {outcome.exit_code}: "
                                    f"{last_stderr_line(outcome)}")
     return None
+
+
+def unexpected_failure(subject: str, exc: BaseException) -> CaseFailed:
+    """The failed-case reason for an exception no check foresaw (a bug, or output nobody imagined).
+
+    A container step turns it into a failed case so that one hostile output never crashes a run.
+    """
+    return CaseFailed("harness_error", f"{subject}: the harness could not handle this output "
+                                       f"({type(exc).__name__}: {str(exc)[:300]})")

@@ -28,12 +28,13 @@ from harness.labelmap import LabelMapping, build_mapping, resolve_label_map
 from harness.manifest import InputSocket
 from harness.results import failed_record
 from harness.runner import engine
-from harness.runner.failures import classify
+from harness.runner.failures import classify, unexpected_failure
 from harness.runner.images import (DEFAULT_FLARE_COMMAND, DEFAULT_OUTPUT_RELATIVE_PATH, LABEL_FLARE_COMMAND,
                                    LABEL_OUTPUT_PATH, PROTOCOLS, ImageInfo, declared_label_map, inspect_image,
                                    load_tarball)
 from harness.runner.metering import GpuSampler, nvml_available
 from harness.runner.protocols import flare, gc
+from harness.runner.protocols.outputs_tree import check_output_relative_path, remove_tree
 from harness.runner.sandbox import SandboxPolicy
 from harness.scoring import CaseJob, ScoreSettings
 from harness.taxonomy import load_taxonomy
@@ -85,9 +86,11 @@ def resolve_submission(client, request: RunRequest) -> ResolvedSubmission:
     if request.policy.gpus and not engine.has_gpu_runtime(client):
         raise HarnessError("--gpus was given but the Docker engine has no NVIDIA runtime: install the NVIDIA "
                            "Container Toolkit and restart dockerd, or run without --gpus")
-    output_path = request.output_relative_path or image.labels.get(LABEL_OUTPUT_PATH, DEFAULT_OUTPUT_RELATIVE_PATH)
+    output_path = check_output_relative_path(
+        request.output_relative_path or image.labels.get(LABEL_OUTPUT_PATH, DEFAULT_OUTPUT_RELATIVE_PATH),
+        source="--output-relative-path" if request.output_relative_path else f"image label {LABEL_OUTPUT_PATH}")
     return ResolvedSubmission(image=image, protocol=protocol, mapping=build_mapping(label_map),
-                              output_relative_path=output_path.strip("/"),
+                              output_relative_path=output_path,
                               flare_command=image.labels.get(LABEL_FLARE_COMMAND, DEFAULT_FLARE_COMMAND))
 
 
@@ -180,8 +183,9 @@ def run_gc_case(*, image_id: str, policy: SandboxPolicy, case_id: str, image_pat
                 scratch_dir: Path | None = None) -> ContainerResult:
     """One case, Grand-Challenge protocol: stage, run in the sandbox, classify, keep the prediction.
 
-    The prediction lands in `predictions_dir` as `<case_id>.<suffix>`; a container failure comes
-    back as a failed ContainerResult. Problems of the harness or engine (HarnessError) propagate.
+    The prediction lands in `predictions_dir` as `<case_id>.<suffix>`; a container failure, and any
+    other exception while handling this case's output, comes back as a failed ContainerResult.
+    Problems of the harness or engine as a whole (HarnessError) propagate. The scratch always goes.
     """
     client = client or engine.connect()
     scratch = Path(tempfile.mkdtemp(prefix="aeval-job-", dir=scratch_dir))
@@ -199,8 +203,12 @@ def run_gc_case(*, image_id: str, policy: SandboxPolicy, case_id: str, image_pat
         return ContainerResult(case_id=case_id, prediction=publish(kept, predictions_dir), runtime=runtime)
     except CaseFailed as failure:
         return ContainerResult.failed(case_id, failure, runtime)
+    except HarnessError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - hostile output must never crash the run: the case fails
+        return ContainerResult.failed(case_id, unexpected_failure(f"case {case_id}", exc), runtime)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_tree(scratch)
 
 
 def run_flare_set(*, image_id: str, policy: SandboxPolicy, key: str, command: str, images: dict[str, Path],
@@ -209,6 +217,7 @@ def run_flare_set(*, image_id: str, policy: SandboxPolicy, key: str, command: st
     """One test set, FLARE protocol: one container run over `images` (case id -> file), per-case results."""
     client = client or engine.connect()
     scratch = Path(tempfile.mkdtemp(prefix="aeval-set-", dir=scratch_dir))
+    runtime = None
     try:
         job = flare.stage_set(images=images, scratch=scratch / "job")
         outcome = _run(client, image_id, policy, job.mounts() + list(extra_mounts), ["sh", "-c", command],
@@ -226,5 +235,10 @@ def run_flare_set(*, image_id: str, policy: SandboxPolicy, key: str, command: st
                 results.append(ContainerResult(case_id=case_id, prediction=publish(result, predictions_dir),
                                                runtime=runtime))
         return results
+    except HarnessError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every case of the set fails with the reason, the run goes on
+        failure = unexpected_failure(f"test set {key} (FLARE run)", exc)
+        return [ContainerResult.failed(case_id, failure, runtime) for case_id in images]
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_tree(scratch)

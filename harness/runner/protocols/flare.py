@@ -7,6 +7,7 @@ container cannot tell which test set, or which case, it is looking at.
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import SimpleITK as sitk
 from harness.errors import CaseFailed
 from harness.imageio import read_image_approximating
 from harness.runner.engine import Mount
-from harness.runner.protocols.outputs_tree import audit_tree
+from harness.runner.protocols.outputs_tree import audit_tree, copy_out, open_folder
 
 
 @dataclass(frozen=True)
@@ -52,20 +53,30 @@ def stage_set(*, images: dict[str, Path], scratch: Path) -> FlareJob:
 
 
 def collect_outputs(job: FlareJob, *, max_bytes: int, keep_dir: Path) -> dict[str, Path | CaseFailed]:
-    """Per case: the kept prediction file, or the CaseFailed saying why there is none."""
+    """Per case: the kept prediction file, or the CaseFailed saying why there is none.
+
+    Files are read through a descriptor of the output folder, never following a link.
+    """
     try:
         audit_tree(job.output_dir, case_id="(test set run)", max_bytes=max_bytes)
     except CaseFailed as failure:  # one bad entry taints the whole folder: every case fails with it
         return {case_id: failure for case_id in job.names}
     keep_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Path | CaseFailed] = {}
-    for case_id, name in job.names.items():
-        produced = job.output_dir / f"{name}.nii.gz"
-        if not produced.is_file():
-            results[case_id] = CaseFailed("no_output", f"case {case_id}: the container wrote no "
-                                          f"/workspace/outputs/{name}.nii.gz (input {name}_0000.nii.gz)")
-            continue
-        target = keep_dir / f"{case_id}.nii.gz"
-        shutil.copyfile(produced, target, follow_symlinks=False)
-        results[case_id] = target
+    folder_fd = open_folder(job.output_dir, case_id="(test set run)")
+    try:
+        present = set(os.listdir(folder_fd))
+        for case_id, name in job.names.items():
+            produced = f"{name}.nii.gz"
+            if produced not in present:
+                results[case_id] = CaseFailed("no_output", f"case {case_id}: the container wrote no "
+                                              f"/workspace/outputs/{produced} (input {name}_0000.nii.gz)")
+                continue
+            try:
+                results[case_id] = copy_out(folder_fd, produced, keep_dir / f"{case_id}.nii.gz", case_id=case_id,
+                                            relative=produced)
+            except CaseFailed as failure:  # e.g. a folder of that name
+                results[case_id] = failure
+    finally:
+        os.close(folder_fd)
     return results

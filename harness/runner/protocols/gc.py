@@ -10,6 +10,7 @@ container, so an algorithm cannot special-case a test set.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from harness.errors import CaseFailed
 from harness.imageio import read_image_approximating
 from harness.manifest import InputSocket
 from harness.runner.engine import Mount
-from harness.runner.protocols.outputs_tree import audit_tree, check_mhd_header
+from harness.runner.protocols import metaimage
+from harness.runner.protocols.outputs_tree import audit_tree, copy_out, open_folder, open_subfolder
 
 GC_IMAGE_SUFFIXES = (".mha", ".mhd", ".tif", ".tiff")
 GC_COMPANION_SUFFIXES = (".raw", ".zraw")
@@ -70,33 +72,52 @@ def stage_case(*, image_path: Path, socket: InputSocket, scratch: Path) -> GcJob
 
 
 def collect_output(job: GcJob, *, relative_path: str, case_id: str, max_bytes: int, keep_as: Path) -> Path:
-    """Find the one output image, check it is safe to read, and move it to `keep_as` (suffix added)."""
-    audit_tree(job.output_dir, case_id=case_id, max_bytes=max_bytes)
-    folder = job.output_dir / relative_path
-    entries = sorted(folder.iterdir()) if folder.is_dir() else []
-    if not entries:
-        produced = sorted(str(p.relative_to(job.output_dir)) for p in job.output_dir.rglob("*") if p.is_file())
-        hint = f" (it wrote: {', '.join(produced[:5])})" if produced else ""
-        raise CaseFailed("no_output", f"case {case_id}: Output directory '{relative_path}' is empty{hint}")
-    images = [p for p in entries if p.name.lower().endswith(GC_IMAGE_SUFFIXES)]
-    others = [p for p in entries if p not in images and not p.name.lower().endswith(GC_COMPANION_SUFFIXES)]
-    if others:
-        raise CaseFailed("unsupported_output", f"case {case_id}: output directory '{relative_path}' holds "
-                         f"{', '.join(p.name for p in others[:5])}: only .mha, .mhd(+.raw/.zraw) or .tif images "
-                         "are accepted (Grand-Challenge does not accept NIfTI outputs)")
-    if len(images) != 1:
-        raise CaseFailed("too_many_outputs", f"case {case_id}: Only 1 image should be produced in "
-                         f"'{relative_path}', found {len(images)}: {', '.join(p.name for p in images[:5])}")
-    image = images[0]
+    """Find the one output image, check it is safe to read, and copy it to `keep_as` (suffix added).
+
+    Everything is read through descriptors of the output folder (no link followed, no path outside
+    it). An .mha must hold its pixels; an .mhd and its one data file are joined into one .mha by
+    copying bytes, so the prediction is decompressed once, when it is scored.
+    """
+    tree = audit_tree(job.output_dir, case_id=case_id, max_bytes=max_bytes)
+    root_fd = open_folder(job.output_dir, case_id=case_id)
+    try:
+        folder_fd = open_subfolder(root_fd, relative_path, case_id=case_id)
+    finally:
+        os.close(root_fd)
+    try:
+        entries = sorted(os.listdir(folder_fd)) if folder_fd is not None else []
+        if not entries:
+            produced = sorted(tree.files)
+            hint = f" (it wrote: {', '.join(produced[:5])})" if produced else ""
+            raise CaseFailed("no_output", f"case {case_id}: Output directory '{relative_path}' is empty{hint}")
+        images = [name for name in entries if name.lower().endswith(GC_IMAGE_SUFFIXES)]
+        others = [name for name in entries if name not in images and not name.lower().endswith(GC_COMPANION_SUFFIXES)]
+        if others:
+            raise CaseFailed("unsupported_output", f"case {case_id}: output directory '{relative_path}' holds "
+                             f"{', '.join(others[:5])}: only .mha, .mhd(+.raw/.zraw) or .tif images "
+                             "are accepted (Grand-Challenge does not accept NIfTI outputs)")
+        if len(images) != 1:
+            raise CaseFailed("too_many_outputs", f"case {case_id}: Only 1 image should be produced in "
+                             f"'{relative_path}', found {len(images)}: {', '.join(images[:5])}")
+        return _keep(folder_fd, images[0], case_id=case_id, relative=f"{relative_path}/{images[0]}", keep_as=keep_as)
+    finally:
+        if folder_fd is not None:
+            os.close(folder_fd)
+
+
+def _keep(folder_fd: int, name: str, *, case_id: str, relative: str, keep_as: Path) -> Path:
     keep_as.parent.mkdir(parents=True, exist_ok=True)
-    if image.suffix.lower() == ".mhd":
-        check_mhd_header(image, case_id=case_id)
-        target = keep_as.with_name(keep_as.name + ".mha")
-        try:
-            sitk.WriteImage(sitk.ReadImage(str(image)), str(target), useCompression=True)
-        except RuntimeError as exc:
-            raise CaseFailed("unreadable_prediction", f"case {case_id}: cannot read {image.name}: {exc}") from None
-        return target
-    target = keep_as.with_name(keep_as.name + image.suffix.lower())
-    shutil.copyfile(image, target, follow_symlinks=False)
-    return target
+    suffix = name[name.rfind("."):].lower()
+    if suffix == ".tiff":
+        suffix = ".tif"
+    if suffix not in (".mha", ".mhd"):
+        return copy_out(folder_fd, name, keep_as.with_name(keep_as.name + suffix), case_id=case_id, relative=relative)
+    header = metaimage.read_header(Path(name), case_id=case_id, dir_fd=folder_fd)
+    target = keep_as.with_name(keep_as.name + ".mha")
+    if header.local:
+        return copy_out(folder_fd, name, target, case_id=case_id, relative=relative)
+    data_fd = metaimage.open_data_file(header, case_id=case_id, header_name=name, dir_fd=folder_fd)
+    try:
+        return metaimage.to_local_mha(header, data_fd, target, case_id=case_id, header_name=name)
+    finally:
+        os.close(data_fd)

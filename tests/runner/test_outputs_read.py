@@ -1,0 +1,154 @@
+"""Predictions are read header first: size, grid and pixel type are checked before any voxel is read."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from harness.errors import CaseFailed
+from harness.imageio import Geometry
+from harness.outputs import check_gzip_bound, read_prediction
+from tests.runner.outputs_helpers import compressed_zeros, huge_mha, labels, metaimage_header, peak_rss_of
+
+GIB = 1024**3
+
+
+def _reference() -> Geometry:
+    return Geometry.of(labels())
+
+
+def _refused(path, kind, **options) -> str:
+    with pytest.raises(CaseFailed) as caught:
+        read_prediction(path, case_id="img0042", reference=_reference(), **options)
+    assert caught.value.kind == kind, caught.value.message
+    assert "case img0042" in caught.value.message and path.name in caught.value.message
+    return caught.value.message
+
+
+@pytest.mark.parametrize("name", ["out.mha", "out.mhd", "out.nii.gz", "out.tif", "out.nrrd"])
+def test_an_honest_prediction_is_read_once_and_whole(tmp_path, name):
+    image = labels()
+    sitk.WriteImage(image, str(tmp_path / name), useCompression=True)
+    # a TIFF keeps no origin or slice spacing: its own grid is the reference there
+    reference = Geometry.of(sitk.ReadImage(str(tmp_path / name))) if name.endswith(".tif") else _reference()
+    read = read_prediction(tmp_path / name, case_id="img0042", reference=reference, gc_output=True)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(read), sitk.GetArrayFromImage(image))
+
+
+def test_a_small_file_claiming_a_huge_grid_is_refused_from_its_header(tmp_path):
+    bomb = tmp_path / "out.mha"
+    bomb.write_bytes(huge_mha())
+    assert bomb.stat().st_size < 2 * 1024**2
+    message = _refused(bomb, "geometry_mismatch")
+    assert "size (1024, 1024, 1024) != (8, 7, 6)" in message
+
+
+def test_a_nifti_header_claiming_a_huge_grid_is_refused(tmp_path):
+    honest = tmp_path / "honest.nii"
+    sitk.WriteImage(labels(), str(honest))
+    header = bytearray(honest.read_bytes()[:352])
+    header[42:48] = np.array([1024, 1024, 1024], dtype="<i2").tobytes()
+    bomb = tmp_path / "out.nii.gz"
+    bomb.write_bytes(compressed_zeros(GIB, prefix=bytes(header), wrapper="gzip"))
+    assert bomb.stat().st_size < 2 * 1024**2
+    assert "size (1024, 1024, 1024)" in _refused(bomb, "geometry_mismatch")
+
+
+def test_a_gzip_stream_inflating_past_its_grid_is_refused(tmp_path):
+    image = labels()
+    honest = tmp_path / "honest.nii"
+    sitk.WriteImage(image, str(honest))
+    bomb = tmp_path / "out.nii.gz"  # the right header and voxels, then 1 GiB more
+    bomb.write_bytes(compressed_zeros(GIB, prefix=honest.read_bytes(), wrapper="gzip"))
+    message = _refused(bomb, "prediction_too_large")
+    assert "inflates past 1 MiB" in message
+
+
+def test_the_gzip_bound_follows_members_and_reports_garbage(tmp_path):
+    two = tmp_path / "two.gz"
+    two.write_bytes(gzip.compress(b"a" * 1000) + gzip.compress(b"b" * 1000))
+    assert check_gzip_bound(two, 5000, case_id="c") == 2000
+    with pytest.raises(CaseFailed, match="inflates past"):
+        check_gzip_bound(two, 1500, case_id="c")
+    broken = tmp_path / "broken.gz"
+    broken.write_bytes(b"\x1f\x8b\x08\x00" + b"nonsense" * 10)
+    with pytest.raises(CaseFailed, match="not valid gzip"):
+        check_gzip_bound(broken, 5000, case_id="c")
+
+
+def test_pixel_type_and_components_are_checked_before_pixels(tmp_path):
+    float_image = sitk.Cast(labels(), sitk.sitkFloat32)
+    sitk.WriteImage(float_image, str(tmp_path / "out.mha"))
+    assert "32-bit float" in _refused(tmp_path / "out.mha", "non_integer_labels")
+    assert "32-bit float" in _refused(tmp_path / "out.mha", "non_integer_labels", gc_output=True)
+    wide = sitk.Cast(labels(), sitk.sitkUInt16)
+    sitk.WriteImage(wide, str(tmp_path / "wide.mha"))
+    assert "uint8 or int8" in _refused(tmp_path / "wide.mha", "unsupported_pixel_type", gc_output=True)
+    vector = sitk.Compose([labels(), labels()])
+    sitk.WriteImage(vector, str(tmp_path / "vector.mha"))
+    assert "2 components" in _refused(tmp_path / "vector.mha", "unreadable_prediction")
+
+
+def test_grid_differences_are_named(tmp_path):
+    image = labels()
+    image.SetDirection((-1, 0, 0, 0, 1, 0, 0, 0, 1))
+    sitk.WriteImage(image, str(tmp_path / "out.mha"))
+    assert "direction" in _refused(tmp_path / "out.mha", "geometry_mismatch")
+
+
+def test_an_mhd_naming_a_host_file_is_refused_at_scoring_too(tmp_path):
+    """Grand-Challenge evaluation reads job outputs straight from /input: the header check runs there too."""
+    (tmp_path / "out.mhd").write_bytes(metaimage_header(dim_size=(8, 7, 6), data_file="/etc/passwd"))
+    assert "only a plain file name" in _refused(tmp_path / "out.mhd", "unsafe_metaimage")
+
+
+def test_a_missing_prediction_is_its_own_kind(tmp_path):
+    with pytest.raises(CaseFailed) as caught:
+        read_prediction(tmp_path / "absent.mha", case_id="img0042", reference=_reference())
+    assert caught.value.kind == "missing_prediction"
+
+
+_MEASURE = """
+import sys
+from pathlib import Path
+from harness.errors import CaseFailed
+from harness.outputs import read_prediction
+from tests.runner.outputs_helpers import labels
+from harness.imageio import Geometry
+import SimpleITK as sitk
+try:
+    read_prediction(Path(sys.argv[1] if len(sys.argv) > 1 else {path!r}), case_id="c", reference=Geometry.of(labels()))
+    print("RESULT ok")
+except CaseFailed as failure:
+    print("RESULT", failure.kind)
+"""
+
+
+@pytest.mark.parametrize("variant", ["mha_huge_header", "nifti_gzip_bomb"])
+def test_a_bomb_costs_the_harness_no_more_memory_than_an_honest_prediction(tmp_path, variant):
+    honest = tmp_path / "honest.nii.gz"
+    sitk.WriteImage(labels(), str(honest), useCompression=True)
+    if variant == "mha_huge_header":
+        bomb = tmp_path / "bomb.mha"
+        bomb.write_bytes(huge_mha())
+    else:
+        bomb = tmp_path / "bomb.nii.gz"
+        plain = tmp_path / "honest.nii"
+        sitk.WriteImage(labels(), str(plain))
+        bomb.write_bytes(compressed_zeros(2 * GIB, prefix=plain.read_bytes(), wrapper="gzip"))
+    assert bomb.stat().st_size < 4 * 1024**2
+    honest_peak, honest_said = peak_rss_of(_MEASURE.format(path=str(honest)))
+    bomb_peak, bomb_said = peak_rss_of(_MEASURE.format(path=str(bomb)))
+    assert "RESULT ok" in honest_said and "RESULT ok" not in bomb_said
+    print(f"peak RSS: honest {honest_peak / 1024**2:.0f} MiB, {variant} {bomb_peak / 1024**2:.0f} MiB")
+    assert bomb_peak < honest_peak + 64 * 1024**2
+
+
+@pytest.mark.parametrize("name", ["out.nii.gz", "out.tif"])
+def test_the_suffix_decides_the_reader(tmp_path, name):
+    """A MetaImage header named .nii.gz or .tif is not read as MetaImage (it could name a host file)."""
+    (tmp_path / name).write_bytes(metaimage_header(dim_size=(8, 7, 6), data_file="/etc/passwd"))
+    _refused(tmp_path / name, "unreadable_prediction")
