@@ -179,7 +179,7 @@ def _nearest_by_local_tree(
     return distances
 
 
-def _axis_reach(spacing: float, tolerance_mm: float) -> int:
+def axis_reach(spacing: float, tolerance_mm: float) -> int:
     """Largest k >= 0 with a distance of k voxels along one axis <= tolerance."""
     k = int(tolerance_mm // spacing) + 2
     while k > 0 and exact_distance_mm(np.array([[k]]), [spacing])[0] > tolerance_mm:
@@ -203,7 +203,7 @@ def row_stencil(*, spacing_mm: Sequence[float], tolerance_mm: float) -> tuple[np
 @functools.lru_cache(maxsize=64)
 def _row_stencil(spacing_mm: tuple[float, ...], tolerance_mm: float) -> tuple[np.ndarray, np.ndarray]:
     ndim = len(spacing_mm)
-    reach = [_axis_reach(s, tolerance_mm) for s in spacing_mm]
+    reach = [axis_reach(s, tolerance_mm) for s in spacing_mm]
     grids = np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij")
     offsets = np.stack([g.ravel() for g in grids])  # (ndim, K) all offsets in the bounding box
     inside = exact_distance_mm(offsets, spacing_mm) <= tolerance_mm
@@ -307,7 +307,7 @@ def within_tolerance(
     if gt.size == 0 or pred.size == 0:
         return np.zeros(gt.size, dtype=bool), np.zeros(pred.size, dtype=bool)
     offsets, half_widths = row_stencil(spacing_mm=spacing_mm, tolerance_mm=tolerance_mm)
-    reach = np.array([_axis_reach(s, tolerance_mm) for s in spacing_mm], dtype=np.int64)
+    reach = np.array([axis_reach(s, tolerance_mm) for s in spacing_mm], dtype=np.int64)
     gt_lo = gt.corners.min(axis=1)
     gt_hi = gt.corners.max(axis=1)
     # Only predicted surfels in the ground-truth box grown by the reach can be within tolerance.
