@@ -65,8 +65,11 @@ KD_FAR_NS = 10.0
 KD_FAR_EXPONENT = 0.75
 #: A query is "near" when it lies in the target's box grown by this many mm.
 NEAR_MARGIN_MM = 10.0
-#: One corner of a dense feature transform (scipy's exact EDT with indices).
+#: One corner of a dense feature transform (scipy's exact EDT with indices) ...
 FEATURE_TRANSFORM_NS = 80.0
+#: ... which holds ndim int32 indices per corner (plus scipy's own work arrays): never over more
+#: corners than this (2^27 corners: ~1.6 GB of indices in 3-D); larger boxes use a KD-tree.
+FEATURE_TRANSFORM_MAX_CORNERS = 1 << 27
 #: Initial reach, in mm, of the local search for the nearest surfel of a much larger target surface.
 LOCAL_REACH_MM = 8.0
 
@@ -82,7 +85,8 @@ def nearest_distances(query: Surface, target: Surface, *, spacing_mm: Sequence[f
     * few queries far from a compact target: a KD-tree over the target;
     * many queries spread over a box (a speckled prediction, or the ground truth's distances seen
       from it): scipy's exact feature transform of the target over the box of both, read at the
-      queries (cost: the box, however many surfels; no KD-tree pathology for far queries);
+      queries (cost: the box, however many surfels; no KD-tree pathology for far queries; memory:
+      ndim int32 per corner of the box, capped by FEATURE_TRANSFORM_MAX_CORNERS);
     * a compact query against a much larger target (the ground truth's surfels against a speckled
       prediction): a KD-tree over only the target surfels near the query, grown until every answer
       is provably the global nearest.
@@ -113,7 +117,7 @@ def nearest_distances(query: Surface, target: Surface, *, spacing_mm: Sequence[f
     near = np.all((query.corners >= (t_lo - margin)[:, None]) & (query.corners <= (t_hi + margin)[:, None]), axis=0)
     n_near = int(np.count_nonzero(near))
     tree_ns = n_near * KD_NEAR_NS + (query.size - n_near) * KD_FAR_NS * float(target.size) ** KD_FAR_EXPONENT
-    if transform_ns < tree_ns:
+    if transform_ns < tree_ns and box_corners <= FEATURE_TRANSFORM_MAX_CORNERS:
         return _nearest_by_feature_transform(query, target, spacing, lo=lo, hi=hi)
     return _nearest_by_tree(query, target, spacing)
 

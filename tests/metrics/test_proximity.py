@@ -164,3 +164,17 @@ def test_cost_model_picks_the_feature_transform_for_speckle_and_the_tree_when_co
     nearest_distances(organ, speckle, spacing_mm=spacing)
     nearest_distances(organ, _random_surface(rng, 3, 3000, 15, offset=500), spacing_mm=spacing)
     assert transform == [speckle.size] and local == [organ.size] and tree == [organ.size]
+
+
+def test_feature_transform_is_never_used_beyond_its_memory_cap(monkeypatch):
+    rng = np.random.default_rng(2)
+    grid = np.indices((20, 40, 40)).reshape(3, -1)
+    corners = grid[:, rng.random(grid.shape[1]) < 0.2].astype(np.int64)
+    speckle = Surface(corners, np.ones(corners.shape[1]))
+    organ = _random_surface(rng, 3, 2000, 10, offset=5)
+    transform, tree = _spy(monkeypatch, "_nearest_by_feature_transform"), _spy(monkeypatch, "_nearest_by_tree")
+    expected = nearest_distances(speckle, organ, spacing_mm=(2.5, 0.8, 0.8))
+    monkeypatch.setattr(proximity, "FEATURE_TRANSFORM_MAX_CORNERS", 1000)
+    capped = nearest_distances(speckle, organ, spacing_mm=(2.5, 0.8, 0.8))
+    assert transform == [speckle.size] and tree == [speckle.size]
+    np.testing.assert_allclose(capped, expected, rtol=1e-13, atol=0)
