@@ -3,8 +3,11 @@
 Two questions are asked of a pair of surfaces, with different costs:
 
 * :func:`nearest_distances` - the exact distance from every surfel of one surface to the closest
-  surfel of the other (needed by HD95 and ASSD). Uses a KD-tree over surfel corners, so its memory
-  is proportional to the number of surfels, never to the box spanning an organ and a stray voxel.
+  surfel of the other (needed by HD95 and ASSD). A cost model picks a KD-tree over surfel corners
+  (memory proportional to the surfels, never to the box spanning an organ and a stray voxel), a
+  KD-tree over only the target surfels near a compact query, or scipy's exact feature transform over
+  the box when the queries are many and scattered (a speckled prediction: far KD-tree queries cost
+  tens of microseconds each, the transform tens of nanoseconds per corner of the box).
 * :func:`within_tolerance` - only whether that distance is <= a tolerance (all NSD needs). Work is
   bounded by the region within the tolerance of the ground truth: surfels of the prediction
   outside it are "not within" without any distance being computed. It uses per-row prefix counts
@@ -70,7 +73,11 @@ FEATURE_TRANSFORM_NS = 80.0
 #: ... which holds ndim int32 indices per corner (plus scipy's own work arrays): never over more
 #: corners than this (2^27 corners: ~1.6 GB of indices in 3-D); larger boxes use a KD-tree.
 FEATURE_TRANSFORM_MAX_CORNERS = 1 << 27
-#: Initial reach, in mm, of the local search for the nearest surfel of a much larger target surface.
+#: The local search is used when the target has this many times the query's surfels and a box this
+#: many times larger (a compact ground truth against a speckled prediction) ...
+LOCAL_SURFEL_RATIO = 4
+LOCAL_BOX_RATIO = 8
+#: ... starting with this reach in mm around the query (grown four-fold until every answer is proven).
 LOCAL_REACH_MM = 8.0
 
 
@@ -99,7 +106,8 @@ def nearest_distances(query: Surface, target: Surface, *, spacing_mm: Sequence[f
     Returns:
         float64 array of shape (query.size,), in query order; ``+inf`` everywhere if ``target``
         has no surfels. Every value is recomputed from integer corner offsets
-        (:func:`exact_distance_mm`), so the three ways give bit-identical results.
+        (:func:`exact_distance_mm`), so the three ways agree to the last bit but for exact ties
+        (two nearest corners whose distances differ only by rounding).
     """
     if query.size == 0:
         return np.zeros(0, dtype=np.float64)
@@ -110,14 +118,15 @@ def nearest_distances(query: Surface, target: Surface, *, spacing_mm: Sequence[f
     t_lo, t_hi = target.corners.min(axis=1), target.corners.max(axis=1)
     lo, hi = np.minimum(q_lo, t_lo), np.maximum(q_hi, t_hi)
     box_corners = float(np.prod(hi - lo + 1, dtype=np.float64))
-    transform_ns = box_corners * FEATURE_TRANSFORM_NS
-    if target.size > 4 * query.size and np.prod(q_hi - q_lo + 1, dtype=np.float64) * 8 < np.prod(t_hi - t_lo + 1, dtype=np.float64):
+    query_box = float(np.prod(q_hi - q_lo + 1, dtype=np.float64))
+    target_box = float(np.prod(t_hi - t_lo + 1, dtype=np.float64))
+    if target.size > LOCAL_SURFEL_RATIO * query.size and query_box * LOCAL_BOX_RATIO < target_box:
         return _nearest_by_local_tree(query, target, spacing)
     margin = np.ceil(NEAR_MARGIN_MM / spacing).astype(np.int64)
     near = np.all((query.corners >= (t_lo - margin)[:, None]) & (query.corners <= (t_hi + margin)[:, None]), axis=0)
     n_near = int(np.count_nonzero(near))
     tree_ns = n_near * KD_NEAR_NS + (query.size - n_near) * KD_FAR_NS * float(target.size) ** KD_FAR_EXPONENT
-    if transform_ns < tree_ns and box_corners <= FEATURE_TRANSFORM_MAX_CORNERS:
+    if box_corners * FEATURE_TRANSFORM_NS < tree_ns and box_corners <= FEATURE_TRANSFORM_MAX_CORNERS:
         return _nearest_by_feature_transform(query, target, spacing, lo=lo, hi=hi)
     return _nearest_by_tree(query, target, spacing)
 
