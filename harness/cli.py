@@ -150,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, type=Path, help="data root to write")
     synth.add_argument("--datasets", type=csv_list, default=None, help="only these test sets")
     synth.add_argument("--force", action="store_true", help="regenerate cases that already exist")
+    synth.add_argument("--scale", choices=("mini", "full"), default="mini",
+                       help="mini (default): the small embedded benchmark; full: each source's real grid "
+                            "(~40-50 M voxels per CT), with its manifests written to OUT/manifests")
+    synth.add_argument("--cases", type=int, default=None,
+                       help="with --scale full: cases per test set (default 4, the miniature's count)")
     _add_common_flags(synth)
     listing = data_sub.add_parser("list", help="list the test sets of a benchmark")
     listing.add_argument("--benchmark", default=None)

@@ -105,11 +105,14 @@ def cmd_data(args: argparse.Namespace) -> int:
         from harness.data.synth import synthesize
         from harness.manifest import load_benchmark
 
-        total = sum(len(m.cases) for m in load_benchmark("synthetic", keys=args.datasets))
+        per_set = args.cases if args.scale == "full" and args.cases else None
+        total = sum(per_set or len(m.cases) for m in load_benchmark("synthetic", keys=args.datasets))
         bar = tqdm(total=total, desc="synthesizing", unit="case", disable=args.no_progress or args.quiet)
-        written = synthesize(args.out, keys=args.datasets, force=args.force, progress=lambda k, c: bar.update(1))
+        written = synthesize(args.out, keys=args.datasets, force=args.force, progress=lambda k, c: bar.update(1),
+                             scale=args.scale, cases=args.cases)
         bar.close()
-        print(f"synthetic benchmark in {args.out}: {len(written) // 2} cases written, "
+        where = f" (manifests in {args.out / 'manifests'})" if args.scale == "full" else ""
+        print(f"synthetic benchmark ({args.scale}) in {args.out}{where}: {len(written) // 2} cases written, "
               f"{total - len(written) // 2} already there")
         return 0
     if args.data_command == "list":

@@ -7,9 +7,11 @@ Work plan, chosen so each metric costs only what it needs:
    the organ masks once and take the voxel counts and the intersection (Dice is counts only);
 3. only when a surface metric is asked for: surfels of both masks, with boxes split around stray
    clusters (:mod:`metrics.surfaces`);
-4. NSD alone: within-tolerance tests bounded by the region near the ground truth
-   (:func:`metrics.proximity.within_tolerance`); HD95/ASSD: exact nearest distances by KD-tree,
-   from which NSD is then derived too.
+4. NSD alone: predicted surfels listed only near the ground truth (elsewhere only their total area
+   counts, from a histogram of codes), within-tolerance tests bounded by that region
+   (:func:`metrics.proximity.within_tolerance`); HD95/ASSD: exact nearest distances (KD-tree or
+   feature transform, by cost: :func:`metrics.proximity.nearest_distances`), from which NSD is
+   then derived too.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from metrics.cropping import Box, box_slices, intersect_boxes, label_boxes
 from metrics.empty_cases import DISTANCE_METRICS, empty_case_value, volume_diagonal_mm
 from metrics.options import EmptyPolicy, OrganSpec
 from metrics.overlap import dice_from_counts
-from metrics.proximity import within_tolerance
+from metrics.proximity import axis_reach, within_tolerance
 from metrics.surface_metrics import SurfaceDistances, assd, hd95, nsd, nsd_from_overlap
-from metrics.surfaces import mask_surface
+from metrics.surfaces import Surface, mask_surface, mask_surface_near
 from metrics.validation import (
     check_empty_policy,
     check_label_volumes,
@@ -51,6 +53,31 @@ def _intersection(gt_mask: np.ndarray, gt_box: Box, pred_mask: np.ndarray, pred_
     in_gt = tuple(slice(lo - g, hi - g) for (lo, hi), (g, _) in zip(common, gt_box))
     in_pred = tuple(slice(lo - p, hi - p) for (lo, hi), (p, _) in zip(common, pred_box))
     return int(np.count_nonzero(gt_mask[in_gt] & pred_mask[in_pred]))
+
+
+def _nsd_only(
+    gt_surface: Surface, pred_mask: np.ndarray, pred_box: Box, pred_voxels: int, spacing: tuple[float, ...],
+    organ: OrganSpec,
+) -> float:
+    """NSD without listing the predicted surfels that cannot be within tolerance of the ground truth.
+
+    Only predicted surfels in the ground truth's corner box grown by the tolerance's reach can be
+    within it (:func:`metrics.proximity.within_tolerance` looks no further); the others only add
+    their area, which a histogram of neighbourhood codes gives without listing them.
+    """
+    tolerance = float(organ.tolerance_mm)
+    reach = np.array([axis_reach(s, tolerance) for s in spacing], dtype=np.int64)
+    pred_near, pred_area = mask_surface_near(
+        pred_mask, origin=tuple(lo for lo, _ in pred_box), spacing_mm=spacing, count=pred_voxels,
+        lo=gt_surface.corners.min(axis=1) - reach, hi=gt_surface.corners.max(axis=1) + reach,
+    )
+    gt_within, pred_within = within_tolerance(gt_surface, pred_near, spacing_mm=spacing, tolerance_mm=tolerance)
+    return nsd_from_overlap(
+        gt_within_area=gt_surface.areas_mm[gt_within].sum(),
+        gt_area=gt_surface.areas_mm.sum(),
+        pred_within_area=pred_near.areas_mm[pred_within].sum(),
+        pred_area=pred_area,
+    )
 
 
 def _score_organ(
@@ -90,10 +117,10 @@ def _score_organ(
             )
         if any(name != "dice" for name in names):
             gt_surface = mask_surface(gt_mask, origin=tuple(lo for lo, _ in gt_box), spacing_mm=spacing, count=gt_voxels)
-            pred_surface = mask_surface(
-                pred_mask, origin=tuple(lo for lo, _ in pred_box), spacing_mm=spacing, count=pred_voxels
-            )
             if DISTANCE_METRICS & set(names):
+                pred_surface = mask_surface(
+                    pred_mask, origin=tuple(lo for lo, _ in pred_box), spacing_mm=spacing, count=pred_voxels
+                )
                 sd = SurfaceDistances.from_surfaces(
                     gt_surface, pred_surface, spacing_mm=spacing, volume_diagonal_mm=diagonal_mm
                 )
@@ -104,15 +131,7 @@ def _score_organ(
                 if "assd" in names:
                     result["assd"] = assd(sd, empty_policy=policy)
             else:
-                gt_within, pred_within = within_tolerance(
-                    gt_surface, pred_surface, spacing_mm=spacing, tolerance_mm=float(organ.tolerance_mm)
-                )
-                result["nsd"] = nsd_from_overlap(
-                    gt_within_area=gt_surface.areas_mm[gt_within].sum(),
-                    gt_area=gt_surface.areas_mm.sum(),
-                    pred_within_area=pred_surface.areas_mm[pred_within].sum(),
-                    pred_area=pred_surface.areas_mm.sum(),
-                )
+                result["nsd"] = _nsd_only(gt_surface, pred_mask, pred_box, pred_voxels, spacing, organ)
     ordered: dict[str, float | int] = {name: float(result[name]) for name in names}
     ordered["gt_voxels"] = gt_voxels
     ordered["pred_voxels"] = pred_voxels

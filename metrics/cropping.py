@@ -22,6 +22,9 @@ Box = tuple[tuple[int, int], ...]
 SPLIT_BELOW_FILL = 0.1
 #: Safety cap on the number of clusters of one mask (pathological speckle noise).
 MAX_CLUSTERS = 4096
+#: A piece of at most this many voxels is not split further: one surfel pass over it costs less
+#: than the bookkeeping of the many tiny pieces a speckled prediction would be cut into.
+SPLIT_MIN_VOXELS = 1 << 20
 
 
 def box_slices(box: Box) -> tuple[slice, ...]:
@@ -145,7 +148,8 @@ def split_clusters(
 
     Splitting is only attempted when the mask fills less than ``SPLIT_BELOW_FILL`` of its box
     (otherwise the box is already a good crop): it cuts along the axis with the most empty
-    slices, recursively, at most ``MAX_CLUSTERS`` pieces.
+    slices, recursively, at most ``MAX_CLUSTERS`` pieces, and never a piece of at most
+    ``SPLIT_MIN_VOXELS`` voxels (such a piece is kept whole, as it is, not made tight).
 
     Args:
         mask: bool array (2-D or 3-D), the organ inside some box.
@@ -165,7 +169,7 @@ def split_clusters(
     todo: list[tuple[tuple[int, ...], np.ndarray]] = [(tuple(origin), mask)]
     while todo:
         start, piece = todo.pop()
-        if len(done) + len(todo) >= MAX_CLUSTERS:
+        if len(done) + len(todo) >= MAX_CLUSTERS or piece.size <= SPLIT_MIN_VOXELS:
             done.append((start, piece))
             continue
         cut = _cut(piece)

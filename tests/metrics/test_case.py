@@ -249,3 +249,41 @@ def test_memory_layout_and_integer_dtype_do_not_matter():
     for convert in (np.asfortranarray, lambda a: a.astype(">i2"), lambda a: a.astype(np.uint64),
                     lambda a: np.pad(a, 1)[1:-1, 1:-1, 1:-1]):
         assert score_case(convert(gt), convert(pred), spacing_mm=(1.5, 0.7, 0.9), organs=organs) == expected
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), density=st.floats(0.01, 0.2))
+def test_speckled_prediction_equals_the_reference_through_the_dense_paths(seed, density):
+    """A threshold-like speckle of every label against compact organs: HD95/ASSD go through the feature
+    transform (speckle -> organ) and the local tree (organ -> speckle), and still equal surface-distance."""
+    from metrics import proximity
+
+    rng = np.random.default_rng(seed)
+    shape, spacing = (24, 48, 48), (2.5, 0.8, 0.8)
+    gt = np.zeros(shape, dtype=np.uint8)
+    grid = np.ogrid[tuple(slice(0, n) for n in shape)]
+    for label, center, radius in ((1, (8, 14, 14), 6), (2, (14, 30, 32), 9)):
+        gt[sum(((g - c) / (radius / s)) ** 2 for g, c, s in zip(grid, center, (1, 2.5, 2.5))) <= 1] = label
+    pred = np.zeros(shape, dtype=np.uint8)
+    noise = rng.random(shape)
+    pred[noise < density] = 1
+    pred[(noise >= density) & (noise < 2 * density)] = 2
+    organs = [OrganSpec(1, "one", 2.0), OrganSpec(2, "two", 3.0)]
+    used: list[str] = []
+    originals = {name: getattr(proximity, name) for name in ("_nearest_by_feature_transform", "_nearest_by_local_tree")}
+
+    def spy(name):
+        return lambda *args, **kwargs: used.append(name) or originals[name](*args, **kwargs)
+
+    try:
+        for name in originals:
+            setattr(proximity, name, spy(name))
+        result = score_case(gt, pred, spacing_mm=spacing, organs=organs)
+    finally:
+        for name, original in originals.items():
+            setattr(proximity, name, original)
+    assert set(used) == {"_nearest_by_feature_transform", "_nearest_by_local_tree"}
+    for organ in organs:
+        expected = reference(gt == organ.label, pred == organ.label, spacing, organ.tolerance_mm)
+        for metric in ALL:
+            assert result[organ.name][metric] == pytest.approx(expected[metric], abs=TOLERANCE), (organ.name, metric)

@@ -80,10 +80,12 @@ def test_split_clusters_partitions_the_mask_into_separated_tight_pieces(ndim, si
     mask = rng.random((side,) * ndim) < rng.uniform(0, 0.3)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cropping, "SPLIT_BELOW_FILL", 1.1)  # always try to split, whatever the fill
+        patch.setattr(cropping, "SPLIT_MIN_VOXELS", 0)  # and whatever the size
         _check_pieces(mask, split_clusters(mask, origin=(0,) * ndim))
 
 
-def test_stray_voxels_in_opposite_corners_become_their_own_pieces():
+def test_stray_voxels_in_opposite_corners_become_their_own_pieces(monkeypatch):
+    monkeypatch.setattr(cropping, "SPLIT_MIN_VOXELS", 0)  # a small volume, split as a large one would be
     mask = np.zeros((60, 50, 40), dtype=bool)
     mask[20:30, 10:20, 15:25] = True
     mask[0, 0, 0] = mask[-1, -1, -1] = True
@@ -105,6 +107,7 @@ def test_dense_masks_are_not_split():
 
 def test_piece_count_is_capped(monkeypatch):
     monkeypatch.setattr(cropping, "MAX_CLUSTERS", 5)
+    monkeypatch.setattr(cropping, "SPLIT_MIN_VOXELS", 0)
     mask = np.zeros((1, 41), dtype=bool)
     mask[0, ::2] = True  # 21 separate voxels
     pieces = split_clusters(mask, origin=(0, 0))
@@ -113,3 +116,15 @@ def test_piece_count_is_capped(monkeypatch):
     for (row, column), piece in pieces:
         rebuilt[row : row + piece.shape[0], column : column + piece.shape[1]] |= piece
     assert np.array_equal(rebuilt, mask)
+
+
+def test_small_pieces_are_kept_whole(monkeypatch):
+    """Speckle in a small box stays one piece (one surfel pass); the same mask is split when the limit is lower."""
+    rng = np.random.default_rng(3)
+    mask = np.zeros((40, 40, 40), dtype=bool)
+    mask[::4, ::4, ::4] = rng.random((10, 10, 10)) < 0.5
+    assert len(split_clusters(mask, origin=(0, 0, 0))) == 1
+    monkeypatch.setattr(cropping, "SPLIT_MIN_VOXELS", 0)
+    pieces = split_clusters(mask, origin=(0, 0, 0))
+    assert len(pieces) > 100
+    _check_pieces(mask, pieces)

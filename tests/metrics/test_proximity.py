@@ -106,3 +106,75 @@ def test_empty_surfaces():
     assert nearest_distances(one, empty, spacing_mm=(1, 1, 1)).tolist() == [np.inf]
     gt_within, pred_within = within_tolerance(one, empty, spacing_mm=(1, 1, 1), tolerance_mm=1.0)
     assert gt_within.tolist() == [False] and pred_within.shape == (0,)
+
+
+# --- the three ways of nearest_distances (KD-tree, feature transform, local tree) agree exactly
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), spacing=spacings, ndim=st.sampled_from([2, 3]),
+       reach=st.floats(0.3, 20.0))
+def test_every_way_of_nearest_distances_equals_brute_force(seed, spacing, ndim, reach):
+    """Scattered targets around a compact query and the reverse; tiny reaches force several local rounds.
+
+    Equal to the last bits but for ties: two corners at the same distance in exact arithmetic can differ
+    by one rounding step, and any of them may be picked."""
+    rng = np.random.default_rng(seed)
+    spacing = np.asarray(spacing[:ndim])
+    compact = _random_surface(rng, ndim, int(rng.integers(1, 40)), 5, offset=int(rng.integers(0, 20)))
+    scattered = _random_surface(rng, ndim, int(rng.integers(1, 400)), 30)
+
+    def assert_same(actual, expected):
+        np.testing.assert_allclose(actual, expected, rtol=1e-13, atol=0)
+
+    for query, target in ((compact, scattered), (scattered, compact), (scattered, scattered)):
+        expected = _brute_force(query, target, spacing)
+        lo = np.minimum(query.corners.min(axis=1), target.corners.min(axis=1))
+        hi = np.maximum(query.corners.max(axis=1), target.corners.max(axis=1))
+        assert_same(proximity._nearest_by_tree(query, target, spacing), expected)
+        assert_same(proximity._nearest_by_feature_transform(query, target, spacing, lo=lo, hi=hi), expected)
+        assert_same(proximity._nearest_by_local_tree(query, target, spacing, reach_mm=reach), expected)
+        assert_same(nearest_distances(query, target, spacing_mm=spacing), expected)
+
+
+def _spy(monkeypatch, name: str) -> list:
+    calls: list = []
+    original = getattr(proximity, name)
+
+    def wrapped(*args, **kwargs):
+        calls.append(args[0].size)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(proximity, name, wrapped)
+    return calls
+
+
+def test_cost_model_picks_the_feature_transform_for_speckle_and_the_tree_when_compact(monkeypatch):
+    """Speckle over the volume vs a compact organ: the dense transform one way, the local tree the other;
+    a compact surface far from another (a huge box, few queries): the KD-tree."""
+    rng = np.random.default_rng(1)
+    grid = np.indices((40, 80, 80)).reshape(3, -1)
+    corners = grid[:, rng.random(grid.shape[1]) < 0.2].astype(np.int64)
+    speckle = Surface(corners, np.ones(corners.shape[1]))
+    organ = _random_surface(rng, 3, 3000, 15, offset=10)
+    spacing = (2.5, 0.8, 0.8)
+    transform, local, tree = (_spy(monkeypatch, n) for n in
+                              ("_nearest_by_feature_transform", "_nearest_by_local_tree", "_nearest_by_tree"))
+    nearest_distances(speckle, organ, spacing_mm=spacing)
+    nearest_distances(organ, speckle, spacing_mm=spacing)
+    nearest_distances(organ, _random_surface(rng, 3, 3000, 15, offset=500), spacing_mm=spacing)
+    assert transform == [speckle.size] and local == [organ.size] and tree == [organ.size]
+
+
+def test_feature_transform_is_never_used_beyond_its_memory_cap(monkeypatch):
+    rng = np.random.default_rng(2)
+    grid = np.indices((20, 40, 40)).reshape(3, -1)
+    corners = grid[:, rng.random(grid.shape[1]) < 0.2].astype(np.int64)
+    speckle = Surface(corners, np.ones(corners.shape[1]))
+    organ = _random_surface(rng, 3, 2000, 10, offset=5)
+    transform, tree = _spy(monkeypatch, "_nearest_by_feature_transform"), _spy(monkeypatch, "_nearest_by_tree")
+    expected = nearest_distances(speckle, organ, spacing_mm=(2.5, 0.8, 0.8))
+    monkeypatch.setattr(proximity, "FEATURE_TRANSFORM_MAX_CORNERS", 1000)
+    capped = nearest_distances(speckle, organ, spacing_mm=(2.5, 0.8, 0.8))
+    assert transform == [speckle.size] and tree == [speckle.size]
+    np.testing.assert_allclose(capped, expected, rtol=1e-13, atol=0)

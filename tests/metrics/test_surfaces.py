@@ -81,3 +81,22 @@ def test_single_pixel_2d_worked_by_hand():
 def test_empty_mask_has_no_surfels():
     surface = mask_surface(np.zeros((4, 4, 4), dtype=bool), origin=(0, 0, 0), spacing_mm=(1, 1, 1))
     assert surface.size == 0 and surface.corners.shape == (3, 0) and surface.total_area_mm == 0.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), ndim=st.sampled_from([2, 3]), side=st.integers(1, 14))
+def test_surface_near_is_the_surface_inside_the_box_and_the_whole_area(seed, ndim, side):
+    from metrics.surfaces import mask_surface, mask_surface_near
+
+    rng = np.random.default_rng(seed)
+    mask = rng.random((side,) * ndim) < rng.uniform(0.01, 0.6)
+    origin = tuple(int(v) for v in rng.integers(0, 5, ndim))
+    spacing = tuple(rng.uniform(0.3, 3.0, ndim))
+    lo = rng.integers(-3, side + 6, ndim)
+    hi = lo + rng.integers(-1, side + 3, ndim)
+    whole = mask_surface(mask, origin=origin, spacing_mm=spacing)
+    near, total = mask_surface_near(mask, origin=origin, spacing_mm=spacing, lo=lo, hi=hi)
+    inside = np.all((whole.corners >= lo[:, None]) & (whole.corners <= hi[:, None]), axis=0)
+    expected = sorted(zip(map(tuple, whole.corners[:, inside].T.tolist()), whole.areas_mm[inside].tolist()))
+    assert sorted(zip(map(tuple, near.corners.T.tolist()), near.areas_mm.tolist())) == expected
+    assert total == pytest.approx(whole.total_area_mm, rel=1e-12, abs=1e-12)
