@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from harness.atomic import atomic_path
 from harness.errors import CaseFailed
 from harness.nifti_direction import (DirectionApproximation, DirectionNotRepairable, is_nifti, is_orthonormal_error,
                                      read_header_grid)
@@ -176,12 +177,5 @@ def write_image(array: np.ndarray, geometry: Geometry, path: Path) -> None:
 
 def write_image_atomic(array: np.ndarray, geometry: Geometry, path: Path) -> None:
     """write_image through a temporary file beside `path` and a rename: readers never see half a volume."""
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")  # same suffix: SimpleITK picks the format by it
-    try:
-        write_image(array, geometry, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as temporary:  # same suffix: SimpleITK picks the format by it
+        write_image(array, geometry, temporary)

@@ -20,7 +20,8 @@ from typing import Any, Iterable
 
 from harness import __version__
 from harness.errors import HarnessError
-from harness.jsonio import read_json, to_plain, validate, write_json_atomic, write_text_atomic
+from harness.atomic import write_text_atomic
+from harness.jsonio import read_json, to_plain, validate, write_json_atomic
 from harness.manifest import Manifest, sha256_file
 
 METRIC_NAMES = ("dice", "nsd", "hd95", "assd")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.atomic import atomic_write
 from harness.distributed import worker as tasks
 from harness.distributed.datacheck import DataExpectation, build_expectation
 from harness.distributed.errors import ImageNotAvailable, WorkerError
@@ -70,14 +71,9 @@ def prepare_image(request: RunRequest) -> ImageSource:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{image.image_id.split(':')[-1]}.tar"
     if not target.is_file():
-        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            with open(partial, "wb") as handle:
-                for chunk in client.images.get(image.image_id).save(named=False):
-                    handle.write(chunk)
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
+        with atomic_write(target, "wb") as handle:
+            for chunk in client.images.get(image.image_id).save(named=False):
+                handle.write(chunk)
     info = check_tarball(target)
     return ImageSource(config_digest=info.config_digest, tar_path=target, tar_size=target.stat().st_size,
                        image_id=image.image_id)

@@ -21,6 +21,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.atomic import commit
 from harness.distributed.datacheck import DataExpectation, node_cache_dir, verify_on_node
 from harness.distributed.errors import DockerMissingOnWorker, ImageMismatch, ImageNotAvailable, WorkerUnfit
 from harness.errors import DockerUnavailable, HarnessError
@@ -219,7 +220,7 @@ def load_received(source: ImageSource) -> str:
     partial = shipped_path(source).with_suffix(f".part-{os.getpid()}")
     if not partial.is_file() or partial.stat().st_size != source.tar_size:
         raise ImageNotAvailable(f"{_where()}: the shipped tarball is incomplete", worker_address())
-    os.replace(partial, shipped_path(source))
+    commit(partial, shipped_path(source))
     return ensure_image(docker_client(), source)
 
 

@@ -25,7 +25,8 @@ import numpy as np
 
 from harness import __version__
 from harness.errors import HarnessError, ManifestError
-from harness.jsonio import read_json, write_json_atomic, write_text_atomic
+from harness.atomic import write_text_atomic
+from harness.jsonio import read_json, write_json_atomic
 from harness.manifest import CANONICAL_ORDER, load_benchmark
 from harness.publish import bootstrap, ranking
 from harness.results import RANKED_METRICS

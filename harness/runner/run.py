@@ -15,16 +15,14 @@ other machines, so a distributed run has exactly the sandbox, limits and outputs
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 from harness.errors import CaseFailed, HarnessError
-from harness.jsonio import write_text_atomic
+from harness.atomic import atomic_path, write_text_atomic
 from harness.labelmap import LabelMapping, build_mapping, resolve_label_map
 from harness.manifest import InputSocket, Manifest, case_file, load_benchmark
 from harness.results import ResultsStore, failed_record, summary_csv
@@ -145,14 +143,9 @@ def publish(produced: Path, folder: Path) -> Path:
     OUT may be shared storage written by several machines: a reader never sees half a file, and a
     task that runs twice (a worker presumed dead) replaces the file whole with the same content.
     """
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / produced.name
-    temporary = folder / f".{produced.name}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
+    with atomic_path(target) as temporary:
         shutil.copyfile(produced, temporary, follow_symlinks=False)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
     return target
 
 

@@ -1,13 +1,12 @@
 """What every source adapter shares: the case record, reading and checking source files, atomic writes.
 
 Source files are only ever opened for reading (SimpleITK readers, `open(..., "rb")` copies); every
-output goes through a temporary file in the destination folder and `os.replace`, so an interrupted
+output goes through `harness.atomic` (a temporary file in the destination folder, then a rename), so an interrupted
 run leaves either the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from abc import ABC, abstractmethod
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from harness.atomic import atomic_path
 from harness.errors import CaseFailed, HarnessError
 from harness.imageio import (Geometry, HeaderInfo, read_header_approximating, read_image_approximating,
                              write_image_atomic)
@@ -244,22 +244,14 @@ def copy_image_atomic(source: Path, destination: Path, *, clean_header: bool = F
     image is then written anew on its orthonormalised grid, so no participant container ever reads
     the broken header. The voxels are unchanged.
     """
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.with_name(f".tmp-{os.getpid()}-{destination.name}")
-    try:
+    with atomic_path(destination) as tmp:
         if source.name.lower().endswith(".nii.gz") and not clean_header:
-            with open(source, "rb") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, length=1 << 22)
-                dst.flush()
-                os.fsync(dst.fileno())
+            shutil.copyfile(source, tmp)
         else:
             image, _ = read_image_approximating(source)
             for key in image.GetMetaDataKeys():  # the source header's fields are not carried over
                 image.EraseMetaData(key)
             sitk.WriteImage(image, str(tmp), useCompression=True)
-        os.replace(tmp, destination)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_label_atomic(array: np.ndarray, geometry: Geometry, destination: Path) -> None:
