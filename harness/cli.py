@@ -1,7 +1,8 @@
 """The `harness` command: parse flags, call the API, show progress. No logic lives here.
 
-Exit codes: 0 success, 1 the command ran but some case failed (or a validation check failed),
-2 usage or environment error (bad flags, no data root, no Docker engine, invalid manifest).
+Exit codes: `harness.errors.ExitCode` (0 success, 1 some case or check failed, 2 usage or input error,
+3 environment error such as no Docker engine, 4 Dask scheduler unreachable or lost, 130 interrupted);
+a `HarnessError` carries its own code.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from pathlib import Path
 
 from harness import __version__
 from harness.argtypes import csv_list, positive_int
-from harness.errors import HarnessError
-
-EXIT_OK, EXIT_FAILED_CASES, EXIT_USAGE = 0, 1, 2
+from harness.errors import ExitCode, HarnessError
 
 
 def _add_scoring_flags(parser: argparse.ArgumentParser) -> None:
@@ -143,10 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(commands, f"cmd_{args.command.replace('-', '_')}")(args)
     except HarnessError as error:
         print(f"harness: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return error.exit_code
     except KeyboardInterrupt:
         print("harness: interrupted; finished cases are saved, rerun the same command to resume", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 def _raise_interrupt(signum, frame) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from harness.errors import CaseFailed
+from harness.errors import CaseFailed, FailureKind
 from harness.imageio import Geometry, label_array, read_image
 from harness.labelmap import LabelMapping
 
@@ -25,13 +25,13 @@ _INTEGER_PIXEL_TYPES = {
 
 
 def read_prediction(path: Path, *, case_id: str) -> sitk.Image:
-    return read_image(path, case_id=case_id, role="prediction", kind="unreadable_prediction")
+    return read_image(path, case_id=case_id, role="prediction", kind=FailureKind.UNREADABLE_PREDICTION)
 
 
 def check_geometry(prediction: sitk.Image, reference: Geometry, *, case_id: str, path: Path) -> None:
     problems = reference.differences(Geometry.of(prediction))
     if problems:
-        raise CaseFailed("geometry_mismatch",
+        raise CaseFailed(FailureKind.GEOMETRY_MISMATCH,
                          f"case {case_id}: prediction {path} does not match the input's grid: {'; '.join(problems)}")
 
 
@@ -39,7 +39,7 @@ def prediction_in_benchmark_ids(prediction: sitk.Image, mapping: LabelMapping, *
                                 path: Path) -> np.ndarray:
     """Voxel array (z, y, x) in benchmark ids; CaseFailed for float, negative or undeclared labels."""
     if prediction.GetPixelID() not in _INTEGER_PIXEL_TYPES:
-        raise CaseFailed("non_integer_labels",
+        raise CaseFailed(FailureKind.NON_INTEGER_LABELS,
                          f"case {case_id}: prediction {path} has {prediction.GetPixelIDTypeAsString()} voxels; "
                          "a segmentation must hold integer label ids (uint8 preferred)")
     return mapping.apply(label_array(prediction), case_id=case_id, source=f"prediction {path}")
@@ -49,6 +49,7 @@ def check_gc_pixel_type(prediction: sitk.Image, *, case_id: str, path: Path) -> 
     """Grand-Challenge rejects segmentations that are not single-channel uint8/int8: so do we."""
     if prediction.GetPixelID() in (sitk.sitkUInt8, sitk.sitkInt8):
         return
-    kind = "non_integer_labels" if prediction.GetPixelID() not in _INTEGER_PIXEL_TYPES else "unsupported_pixel_type"
+    kind = (FailureKind.NON_INTEGER_LABELS if prediction.GetPixelID() not in _INTEGER_PIXEL_TYPES
+            else FailureKind.UNSUPPORTED_PIXEL_TYPE)
     raise CaseFailed(kind, f"case {case_id}: prediction {path.name} has {prediction.GetPixelIDTypeAsString()} voxels; "
                            "a Grand-Challenge segmentation must be uint8 or int8 label ids")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness import __version__
-from harness.errors import HarnessError
+from harness.errors import FailureKind, HarnessError
 from harness.atomic import write_text_atomic
 from harness.jsonio import read_json, to_plain, validate, write_json_atomic
 from harness.manifest import Manifest, sha256_file
@@ -51,17 +51,17 @@ def ok_record(case_id: str, organ_scores: dict[str, dict[str, Any]], *, runtime:
             "metrics": metrics, "runtime": runtime}
 
 
-def failed_record(case_id: str, *, kind: str, message: str, organs: Iterable[str], metrics: Iterable[str],
+def failed_record(case_id: str, *, kind: FailureKind, message: str, organs: Iterable[str], metrics: Iterable[str],
                   runtime: dict | None = None) -> dict:
     """A failed case: every organ scores 0 on the overlap metrics, distances undefined, all flagged."""
     per_organ = {}
     for organ in organs:
         entry: dict[str, Any] = {}
         for name in metrics:
-            entry[name] = 0.0 if name in ("dice", "nsd") else None
+            entry[name] = 0.0 if name in RANKED_METRICS else None
         entry["flags"] = ["case_failed"]
         per_organ[organ] = entry
-    return {"case_id": case_id, "status": "failed", "error": message[:1024], "error_kind": kind,
+    return {"case_id": case_id, "status": "failed", "error": message[:1024], "error_kind": FailureKind(kind).value,
             "flags": ["case_failed"], "metrics": per_organ, "runtime": runtime}
 
 

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     """`harness run` with --scheduler/--cluster, before harness/commands.py calls run_distributed itself."""
     import signal
 
-    from harness.cli import EXIT_USAGE, _raise_interrupt
+    from harness.cli import _raise_interrupt
     from harness.cli import main as harness_main
 
     args = build_parser().parse_args(argv)
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         document = run_distributed(args, request_from_args(args))
     except HarnessError as error:
         print(f"harness: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return error.exit_code
     except KeyboardInterrupt:
         print("harness: interrupted; finished cases are saved, rerun the same command to resume", file=sys.stderr)
         return 130

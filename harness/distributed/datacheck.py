@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.atomic import write_text_atomic
-from harness.distributed.errors import DataRootMismatch
+from harness.errors import DataRootMismatch
 from harness.manifest import Manifest, case_file, sha256_file
 
 NODE_CACHE_ENV = "AEVAL_NODE_CACHE"

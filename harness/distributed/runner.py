@@ -30,9 +30,8 @@ from typing import Any, Callable
 from harness.atomic import atomic_write
 from harness.distributed import worker as tasks
 from harness.distributed.datacheck import DataExpectation, build_expectation
-from harness.distributed.errors import ImageNotAvailable, WorkerError
 from harness.distributed.worker import FlareSetTask, GcCaseTask, ImageSource, ResolveTask, ScoreTask
-from harness.errors import DockerUnavailable, HarnessError
+from harness.errors import ClusterError, DockerUnavailable, HarnessError, ImageNotAvailable, WorkerError
 from harness.manifest import Manifest, case_file, load_benchmark
 from harness.results import ResultsStore
 from harness.runner import engine
@@ -132,7 +131,7 @@ class DistributedRun:
         deadline = time.monotonic() + float(os.environ.get(WORKER_WAIT_ENV, "120"))
         while not (workers := self.container_workers()):
             if time.monotonic() > deadline:
-                raise HarnessError(self._no_worker_message())
+                raise ClusterError(self._no_worker_message())
             time.sleep(0.5)
         return workers
 
@@ -240,7 +239,7 @@ class DistributedRun:
                     pass
         document = finish(self.store, self.request.out_dir)
         if self._lost:
-            raise HarnessError(f"{len(self._lost)} case(s) were not run because their task killed workers repeatedly "
+            raise ClusterError(f"{len(self._lost)} case(s) were not run because their task killed workers repeatedly "
                                f"({'; '.join(self._lost[:3])}); finished cases are saved in "
                                f"{self.request.out_dir / 'results.json'}: rerun the same command to retry them")
         return document
@@ -337,9 +336,9 @@ class DistributedRun:
             self._submit(task)
         if any(t.kind != "score" for t in self._pending.values()) and not self.container_workers():
             if time.monotonic() - idle_since > float(os.environ.get(WORKER_WAIT_ENV, "120")):
-                raise HarnessError(self._no_worker_message() + "; finished cases are saved, rerun to resume")
+                raise ClusterError(self._no_worker_message() + "; finished cases are saved, rerun to resume")
 
-    def _lost_scheduler(self) -> HarnessError:
-        return HarnessError(f"lost the connection to the Dask scheduler {self.dask.scheduler.address}; finished cases "
+    def _lost_scheduler(self) -> ClusterError:
+        return ClusterError(f"lost the connection to the Dask scheduler {self.dask.scheduler.address}; finished cases "
                             f"are saved in {self.request.out_dir / 'results.json'}: restart the scheduler (and its "
                             "workers) and rerun the same command to resume")

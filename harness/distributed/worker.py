@@ -23,8 +23,8 @@ from pathlib import Path
 
 from harness.atomic import commit
 from harness.distributed.datacheck import DataExpectation, node_cache_dir, verify_on_node
-from harness.distributed.errors import DockerMissingOnWorker, ImageMismatch, ImageNotAvailable, WorkerUnfit
-from harness.errors import DockerUnavailable, HarnessError
+from harness.errors import (DockerMissingOnWorker, DockerUnavailable, HarnessError, ImageMismatch, ImageNotAvailable,
+                            WorkerUnfit)
 from harness.manifest import InputSocket, case_file
 from harness.runner import engine
 from harness.runner.images import load_tarball

@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 
 from harness import __version__
-from harness.errors import HarnessError
+from harness.errors import EvaluationSetupError, FailureKind, HarnessError, PredictionsError
 from harness.jsonio import read_json, validate, write_json_atomic
 from harness.labelmap import LabelMapping
 from harness.publish import bootstrap
@@ -53,14 +53,6 @@ _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: completed_at, ...) gives `status` as its display text ("Succeeded", "Failed", "Cancelled", ...) and no
 #: error text, so a failure is read from `status` alone.
 SUCCEEDED = "Succeeded"
-
-
-class PredictionsError(HarnessError):
-    """predictions.json is missing or is not a list of jobs: nothing can be evaluated."""
-
-
-class EvaluationSetupError(HarnessError):
-    """No job matches the ground truth, or no job's output is found: a phase set up wrong, not a score of 0."""
 
 
 @dataclass(frozen=True)
@@ -144,10 +136,10 @@ def find_output(*, input_dir: Path, job: dict, pk: str, relative_path: str,
         declared = declared_outputs(job)
         hint = f" (the job declares outputs {', '.join(declared)})" if declared else ""
         found = f"; it holds {', '.join(p.name for p in entries[:5])}" if entries else ""
-        return None, ("missing_prediction", f"case {case_id}: job {pk}: no .mha/.tif image in "
+        return None, (FailureKind.MISSING_PREDICTION, f"case {case_id}: job {pk}: no .mha/.tif image in "
                                             f"{pk}/output/{relative_path}{found}{hint}")
     if len(images) > 1:
-        return None, ("too_many_outputs", f"case {case_id}: job {pk}: Only 1 image should be produced in "
+        return None, (FailureKind.TOO_MANY_OUTPUTS, f"case {case_id}: job {pk}: Only 1 image should be produced in "
                                           f"'{relative_path}', found {', '.join(p.name for p in images[:5])}")
     return images[0], None
 
@@ -182,7 +174,7 @@ def assign_jobs(jobs: list[dict], *, ground_truth: GroundTruth, input_dir: Path,
         assigned[key] = _assignment(job, pk=pk, case=case, input_dir=input_dir, relative_path=relative_path)
     for case in ground_truth.cases:
         assigned.setdefault((case.test_set, case.case_id), Assignment(case=case, failure=(
-            "missing_prediction", f"case {case.case_id}: no algorithm job has input image {case.image_name}")))
+            FailureKind.MISSING_PREDICTION, f"case {case.case_id}: no algorithm job has input image {case.image_name}")))
     return assigned, unmatched
 
 
@@ -191,14 +183,14 @@ def _assignment(job: dict, *, pk: str, case: GroundTruthCase, input_dir: Path, r
     if status != SUCCEEDED:
         shown = repr(status) if isinstance(status, str) else "missing"
         return Assignment(case=case, pk=pk, failure=(
-            "job_failed", f"case {case.case_id}: job {pk} did not succeed (status {shown}); its logs are on the "
+            FailureKind.JOB_FAILED, f"case {case.case_id}: job {pk} did not succeed (status {shown}); its logs are on the "
                           "platform's job page"))
     if not _SAFE_PK.match(pk):
-        return Assignment(case=case, pk=pk, failure=("invalid_job", f"case {case.case_id}: job pk {pk!r} is not a "
+        return Assignment(case=case, pk=pk, failure=(FailureKind.INVALID_JOB, f"case {case.case_id}: job pk {pk!r} is not a "
                                                                     "plain identifier; its files are not read"))
     path, problem = output_path(job, fallback=relative_path)
     if path is None:
-        return Assignment(case=case, pk=pk, failure=("missing_prediction", f"case {case.case_id}: job {pk}: {problem}"))
+        return Assignment(case=case, pk=pk, failure=(FailureKind.MISSING_PREDICTION, f"case {case.case_id}: job {pk}: {problem}"))
     prediction, failure = find_output(input_dir=input_dir, job=job, pk=pk, relative_path=path, case_id=case.case_id)
     return Assignment(case=case, pk=pk, prediction=prediction, failure=failure)
 

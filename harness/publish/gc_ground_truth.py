@@ -39,7 +39,7 @@ from pathlib import Path
 
 import jsonschema
 
-from harness.errors import HarnessError
+from harness.errors import GroundTruthError, HarnessError
 from harness.imageio import image_suffix
 from harness.jsonio import read_json, write_json_atomic
 from harness.labelmap import LabelMapping, build_mapping, resolve_label_map, shipped_mapping
@@ -92,10 +92,6 @@ INDEX_SCHEMA = {
     },
     "additionalProperties": False,
 }
-
-
-class GroundTruthError(HarnessError):
-    """The ground-truth folder is unusable: the organizer's upload must be fixed (nothing was scored)."""
 
 
 @dataclass(frozen=True)
@@ -268,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                                    data_root=resolve_data_root(args.data_root), benchmark=args.benchmark, out=args.out)
     except HarnessError as error:
         print(f"error: {error}")
-        return 2
+        return error.exit_code
     print(f"{len(index['cases'])} cases: upload {args.out / 'archive_images'} to the phase's archive; "
           f"tar the contents of {args.out / 'ground_truth'} as the ground truth "
           f"(tar -C {args.out / 'ground_truth'} -czf ground_truth.tar.gz .)")

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from harness import __version__
-from harness.errors import HarnessError, ManifestError
+from harness.errors import LeaderboardError, ManifestError
 from harness.atomic import write_text_atomic
 from harness.jsonio import read_json, write_json_atomic
 from harness.manifest import CANONICAL_ORDER, load_benchmark
@@ -33,10 +33,6 @@ from harness.results import RANKED_METRICS
 
 GROUPS = ("ct", "mr", "all")
 CONFIDENCE = 0.95
-
-
-class LeaderboardError(HarnessError):
-    """The given results cannot be merged into one leaderboard (the message says which and why)."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from harness.errors import CaseFailed, HarnessError
+from harness.errors import CaseFailed, EnvironmentProblem, FailureKind, HarnessError
 from harness.atomic import atomic_path, write_text_atomic
 from harness.labelmap import LabelMapping, build_mapping, resolve_label_map
 from harness.manifest import InputSocket, Manifest, case_file, load_benchmark
@@ -83,7 +83,7 @@ def resolve_submission(client, request: RunRequest) -> ResolvedSubmission:
         raise HarnessError(f"image {image.reference} declares no label map: set the image label org.a-eval.label-map "
                            "(or org.a-eval.label-map-file), or pass --label-map (a-eval if it writes benchmark ids)")
     if request.policy.gpus and not engine.has_gpu_runtime(client):
-        raise HarnessError("--gpus was given but the Docker engine has no NVIDIA runtime: install the NVIDIA "
+        raise EnvironmentProblem("--gpus was given but the Docker engine has no NVIDIA runtime: install the NVIDIA "
                            "Container Toolkit and restart dockerd, or run without --gpus")
     output_path = request.output_relative_path or image.labels.get(LABEL_OUTPUT_PATH, DEFAULT_OUTPUT_RELATIVE_PATH)
     return ResolvedSubmission(image=image, protocol=protocol, mapping=build_mapping(label_map),
@@ -113,7 +113,7 @@ class ContainerResult:
 
     @property
     def failure(self) -> CaseFailed | None:
-        return None if self.prediction is not None else CaseFailed(self.failure_kind or "crash",
+        return None if self.prediction is not None else CaseFailed(self.failure_kind or FailureKind.CRASH,
                                                                    self.failure_message or "no prediction")
 
 

@@ -2,7 +2,7 @@
 
 `register(data_subparsers)` adds both to the `harness data` subparsers; `run(args)` runs the one
 chosen and returns the exit code: 0 done / all verified, 1 some case failed or some problem found,
-2 (HarnessError, raised) usage or environment error such as a wrong case count or a missing source.
+else a raised HarnessError with its own `exit_code` (2 for a wrong case count or a missing source).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import argparse
 import os
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import ExitCode, HarnessError
 
-EXIT_OK, EXIT_PROBLEMS = 0, 1
+EXIT_OK, EXIT_PROBLEMS = ExitCode.OK, ExitCode.FAILED_CASES
 
 
 def register(data_subparsers: "argparse._SubParsersAction") -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from harness.errors import CaseFailed
+from harness.errors import CaseFailed, FailureKind
 from harness.imageio import read_image_approximating
 from harness.manifest import InputSocket
 from harness.runner.engine import Mount
@@ -77,15 +77,15 @@ def collect_output(job: GcJob, *, relative_path: str, case_id: str, max_bytes: i
     if not entries:
         produced = sorted(str(p.relative_to(job.output_dir)) for p in job.output_dir.rglob("*") if p.is_file())
         hint = f" (it wrote: {', '.join(produced[:5])})" if produced else ""
-        raise CaseFailed("no_output", f"case {case_id}: Output directory '{relative_path}' is empty{hint}")
+        raise CaseFailed(FailureKind.NO_OUTPUT, f"case {case_id}: Output directory '{relative_path}' is empty{hint}")
     images = [p for p in entries if p.name.lower().endswith(GC_IMAGE_SUFFIXES)]
     others = [p for p in entries if p not in images and not p.name.lower().endswith(GC_COMPANION_SUFFIXES)]
     if others:
-        raise CaseFailed("unsupported_output", f"case {case_id}: output directory '{relative_path}' holds "
+        raise CaseFailed(FailureKind.UNSUPPORTED_OUTPUT, f"case {case_id}: output directory '{relative_path}' holds "
                          f"{', '.join(p.name for p in others[:5])}: only .mha, .mhd(+.raw/.zraw) or .tif images "
                          "are accepted (Grand-Challenge does not accept NIfTI outputs)")
     if len(images) != 1:
-        raise CaseFailed("too_many_outputs", f"case {case_id}: Only 1 image should be produced in "
+        raise CaseFailed(FailureKind.TOO_MANY_OUTPUTS, f"case {case_id}: Only 1 image should be produced in "
                          f"'{relative_path}', found {len(images)}: {', '.join(p.name for p in images[:5])}")
     image = images[0]
     keep_as.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +95,7 @@ def collect_output(job: GcJob, *, relative_path: str, case_id: str, max_bytes: i
         try:
             sitk.WriteImage(sitk.ReadImage(str(image)), str(target), useCompression=True)
         except RuntimeError as exc:
-            raise CaseFailed("unreadable_prediction", f"case {case_id}: cannot read {image.name}: {exc}") from None
+            raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: cannot read {image.name}: {exc}") from None
         return target
     target = keep_as.with_name(keep_as.name + image.suffix.lower())
     shutil.copyfile(image, target, follow_symlinks=False)

@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-from harness.errors import CaseFailed
+from harness.errors import CaseFailed, FailureKind
 
 
 def audit_tree(root: Path, *, case_id: str, max_bytes: int) -> int:
@@ -24,14 +24,14 @@ def audit_tree(root: Path, *, case_id: str, max_bytes: int) -> int:
             info = os.lstat(path)
             relative = path.relative_to(root)
             if stat.S_ISLNK(info.st_mode):
-                raise CaseFailed("symlink_in_output", f"case {case_id}: output '{relative}' is a symbolic link "
+                raise CaseFailed(FailureKind.SYMLINK_IN_OUTPUT, f"case {case_id}: output '{relative}' is a symbolic link "
                                  f"(to {os.readlink(path)}); links are refused, write real files")
             if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
-                raise CaseFailed("special_file_in_output", f"case {case_id}: output '{relative}' is not a regular file")
+                raise CaseFailed(FailureKind.SPECIAL_FILE_IN_OUTPUT, f"case {case_id}: output '{relative}' is not a regular file")
             if stat.S_ISREG(info.st_mode):
                 total += info.st_size
                 if total > max_bytes:
-                    raise CaseFailed("output_too_large", f"case {case_id}: outputs exceed the cap of "
+                    raise CaseFailed(FailureKind.OUTPUT_TOO_LARGE, f"case {case_id}: outputs exceed the cap of "
                                      f"{max_bytes / 1024**2:.0f} MiB")
     return total
 
@@ -44,6 +44,6 @@ def check_mhd_header(path: Path, *, case_id: str) -> None:
             target = value.strip()
             if target in ("LOCAL",) or (target and "/" not in target and target not in (".", "..")):
                 return
-            raise CaseFailed("unreadable_prediction", f"case {case_id}: {path.name} points at data file "
+            raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: {path.name} points at data file "
                              f"'{target}'; only a file in the same folder is accepted")
-    raise CaseFailed("unreadable_prediction", f"case {case_id}: {path.name} has no ElementDataFile")
+    raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: {path.name} has no ElementDataFile")
