@@ -21,8 +21,8 @@ def _add_scoring_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--empty-policy", choices=["aeval", "nnunet"], default="aeval",
                         help="organ absent from both GT and prediction: 'aeval' scores Dice=NSD=1 (the benchmark's "
                              "convention, default); 'nnunet' scores NaN (stored as null) and nan-means")
-    parser.add_argument("--metrics", type=csv_list, default=["dice", "nsd", "hd95", "assd"],
-                        help="metrics to compute (default dice,nsd,hd95,assd)")
+    parser.add_argument("--metrics", type=csv_list, default=None,
+                        help="comma-separated metrics to compute (default: all the scoring library computes)")
 
 
 def _add_common_flags(parser: argparse.ArgumentParser) -> None:

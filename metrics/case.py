@@ -26,6 +26,7 @@ from metrics.proximity import within_tolerance
 from metrics.surface_metrics import SurfaceDistances, assd, hd95, nsd, nsd_from_overlap
 from metrics.surfaces import mask_surface
 from metrics.validation import (
+    KNOWN_METRICS,
     check_empty_policy,
     check_label_volumes,
     check_metrics,
@@ -34,7 +35,7 @@ from metrics.validation import (
     check_spacing,
 )
 
-DEFAULT_METRICS: tuple[str, ...] = ("dice", "nsd", "hd95", "assd")
+DEFAULT_METRICS: tuple[str, ...] = KNOWN_METRICS
 
 
 def _organ_mask(volume: np.ndarray, box: Box | None, label: int) -> tuple[np.ndarray | None, int]:

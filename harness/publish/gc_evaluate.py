@@ -28,16 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from harness import __version__
 from harness.errors import EvaluationSetupError, FailureKind, HarnessError, PredictionsError
+from harness.gc_interface import is_output_image, one_image_message
 from harness.jsonio import read_json, validate, write_json_atomic
 from harness.labelmap import LabelMapping
 from harness.publish import bootstrap
 from harness.publish.bootstrap import MIN_RESAMPLES
 from harness.publish.gc_ground_truth import INDEX_NAME, GroundTruth, GroundTruthCase, load_ground_truth
-from harness.results import RANKED_METRICS, ResultsStore, failed_record
+from harness.results import RANKED_METRICS, ResultsStore, case_mean, failed_record, mean_or_none
 from harness.scoring import CaseJob, ScoreSettings
 from harness.scoring_pool import ScoringPool
 from harness.taxonomy import load_taxonomy
@@ -45,7 +44,6 @@ from harness.taxonomy import load_taxonomy
 PREDICTIONS_NAME = "predictions.json"
 METRICS_NAME = "metrics.json"
 #: Image files Grand-Challenge stores for an image output (.mhd comes with its .raw/.zraw).
-OUTPUT_IMAGE_SUFFIXES = (".mha", ".mhd", ".tif", ".tiff")
 _SAFE_PK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: The job statuses predictions.json carries: the platform's job serializer (grand-challenge.org,
@@ -131,7 +129,7 @@ def find_output(*, input_dir: Path, job: dict, pk: str, relative_path: str,
     """The job's one output image under /input/<pk>/output/<relative_path>/, or why there is none."""
     folder = Path(input_dir) / pk / "output" / relative_path
     entries = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
-    images = [p for p in entries if p.name.lower().endswith(OUTPUT_IMAGE_SUFFIXES)]
+    images = [p for p in entries if is_output_image(p)]
     if not images:
         declared = declared_outputs(job)
         hint = f" (the job declares outputs {', '.join(declared)})" if declared else ""
@@ -139,8 +137,7 @@ def find_output(*, input_dir: Path, job: dict, pk: str, relative_path: str,
         return None, (FailureKind.MISSING_PREDICTION, f"case {case_id}: job {pk}: no .mha/.tif image in "
                                             f"{pk}/output/{relative_path}{found}{hint}")
     if len(images) > 1:
-        return None, (FailureKind.TOO_MANY_OUTPUTS, f"case {case_id}: job {pk}: Only 1 image should be produced in "
-                                          f"'{relative_path}', found {', '.join(p.name for p in images[:5])}")
+        return None, (FailureKind.TOO_MANY_OUTPUTS, f"case {case_id}: job {pk}: {one_image_message(images, relative_path=relative_path)}")
     return images[0], None
 
 
@@ -237,11 +234,6 @@ def score_assignments(assigned: dict[tuple[str, str], Assignment], *, ground_tru
     return store
 
 
-def _case_mean(record: dict, metric: str) -> float | None:
-    values = [v[metric] for v in record["metrics"].values() if v.get(metric) is not None]
-    return float(np.mean(values)) if values else None
-
-
 def redact(message: str | None, case: GroundTruthCase, ground_truth: GroundTruth) -> str | None:
     """A failure message fit for metrics.json: the case's id, test set, image name and files removed."""
     if message is None:
@@ -274,7 +266,7 @@ def metrics_document(results: dict, *, assigned: dict[tuple[str, str], Assignmen
             entries.append({"pk": assignment.pk, "case_ref": ground_truth.case_ref(assignment.case),
                             "status": record["status"], "error_kind": record["error_kind"],
                             "error": redact(record["error"], assignment.case, ground_truth),
-                            **{m: _case_mean(record, m) for m in RANKED_METRICS}, "metrics": record["metrics"]})
+                            **{m: case_mean(record, m) for m in RANKED_METRICS}, "metrics": record["metrics"]})
         for metric in RANKED_METRICS:
             matrix = bootstrap.case_matrix(dataset["cases"], organs=organs, metric=metric)
             replicates[metric].append(bootstrap.replicates(matrix, resamples=resamples,
@@ -291,7 +283,7 @@ def metrics_document(results: dict, *, assigned: dict[tuple[str, str], Assignmen
     for group in ("ct", "mr", "all"):
         aggregates[group] = {"dice": groups[group]["dice"], "nsd": groups[group]["nsd"],
                              "test_sets": groups[group]["datasets"]}
-    aggregates["organs"] = {o: {m: _mean_or_none([d["organs"][o][m] for d in datasets.values()])
+    aggregates["organs"] = {o: {m: mean_or_none([d["organs"][o][m] for d in datasets.values()])
                                 for m in RANKED_METRICS} for o in organs}
     aggregates.update({"n_cases": len(entries), "n_failed": sum(1 for e in entries if e["status"] == "failed"),
                        "n_jobs": n_jobs, "n_unmatched_jobs": len(unmatched)})
@@ -299,11 +291,6 @@ def metrics_document(results: dict, *, assigned: dict[tuple[str, str], Assignmen
             "settings": results["settings"], "label_map": label_map, "output_relative_path": relative_path,
             "bootstrap": {"resamples": resamples, "seed": seed, "confidence": 0.95},
             "notes": results["notes"], "results": entries, "aggregates": aggregates, "unmatched_jobs": unmatched}
-
-
-def _mean_or_none(values: list[float | None]) -> float | None:
-    defined = [v for v in values if v is not None]
-    return float(np.mean(defined)) if defined else None
 
 
 def evaluate_predictions(*, input_dir: Path, ground_truth_dir: Path, output_dir: Path, pred_mapping: LabelMapping,

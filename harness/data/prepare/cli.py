@@ -121,15 +121,11 @@ def _read_case_list(path: Path) -> list[str]:
 def _run_verify(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from harness.data.prepare.pipeline import MANIFESTS_DIR
     from harness.data.verify import verify
-    from harness.manifest import BENCHMARK_ENV, DEFAULT_BENCHMARK, resolve_data_root
+    from harness.manifest import default_benchmark, resolve_data_root
 
     data_root = resolve_data_root(args.data_root)
-    benchmark = args.benchmark or os.environ.get(BENCHMARK_ENV)
-    if not benchmark:
-        prepared = data_root / MANIFESTS_DIR
-        benchmark = str(prepared) if prepared.is_dir() else DEFAULT_BENCHMARK
+    benchmark = args.benchmark or default_benchmark(data_root)
     bar = tqdm(desc="verifying", unit="case", disable=args.no_progress or args.quiet)
     try:
         report = verify(benchmark, data_root, keys=args.keys or None, progress=lambda key, case_id: bar.update(1))

@@ -25,9 +25,8 @@ from harness.data.prepare.common import (PREPARED_LABEL_MAP, Discovery, SourceAd
 from harness.data.prepare.sources import source_adapter
 from harness.errors import CaseFailed, FailureKind, HarnessError, SchemaError
 from harness.jsonio import read_json, write_json_atomic
-from harness.manifest import Release, benchmark_dir, sha256_file
+from harness.manifest import MANIFESTS_DIR, Release, benchmark_dir, sha256_file
 
-MANIFESTS_DIR = "manifests"
 REPORT_NAME = "prepare-report.json"
 TEMPLATE_BENCHMARK = "a-eval"
 

@@ -18,14 +18,11 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from harness.errors import CaseFailed, FailureKind
+from harness.gc_interface import OUTPUT_COMPANION_SUFFIXES, is_output_image, one_image_message
 from harness.imageio import read_image_approximating
 from harness.manifest import InputSocket
 from harness.runner.engine import Mount
 from harness.runner.protocols.outputs_tree import audit_tree, check_mhd_header
-
-GC_IMAGE_SUFFIXES = (".mha", ".mhd", ".tif", ".tiff")
-GC_COMPANION_SUFFIXES = (".raw", ".zraw")
-
 
 @dataclass(frozen=True)
 class GcJob:
@@ -78,15 +75,14 @@ def collect_output(job: GcJob, *, relative_path: str, case_id: str, max_bytes: i
         produced = sorted(str(p.relative_to(job.output_dir)) for p in job.output_dir.rglob("*") if p.is_file())
         hint = f" (it wrote: {', '.join(produced[:5])})" if produced else ""
         raise CaseFailed(FailureKind.NO_OUTPUT, f"case {case_id}: Output directory '{relative_path}' is empty{hint}")
-    images = [p for p in entries if p.name.lower().endswith(GC_IMAGE_SUFFIXES)]
-    others = [p for p in entries if p not in images and not p.name.lower().endswith(GC_COMPANION_SUFFIXES)]
+    images = [p for p in entries if is_output_image(p)]
+    others = [p for p in entries if p not in images and not p.name.lower().endswith(OUTPUT_COMPANION_SUFFIXES)]
     if others:
         raise CaseFailed(FailureKind.UNSUPPORTED_OUTPUT, f"case {case_id}: output directory '{relative_path}' holds "
                          f"{', '.join(p.name for p in others[:5])}: only .mha, .mhd(+.raw/.zraw) or .tif images "
                          "are accepted (Grand-Challenge does not accept NIfTI outputs)")
     if len(images) != 1:
-        raise CaseFailed(FailureKind.TOO_MANY_OUTPUTS, f"case {case_id}: Only 1 image should be produced in "
-                         f"'{relative_path}', found {len(images)}: {', '.join(p.name for p in images[:5])}")
+        raise CaseFailed(FailureKind.TOO_MANY_OUTPUTS, f"case {case_id}: {one_image_message(images, relative_path=relative_path)}")
     image = images[0]
     keep_as.parent.mkdir(parents=True, exist_ok=True)
     if image.suffix.lower() == ".mhd":
