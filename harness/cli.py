@@ -1,7 +1,8 @@
 """The `harness` command: parse flags, call the API, show progress. No logic lives here.
 
-Exit codes: 0 success, 1 the command ran but some case failed (or a validation check failed),
-2 usage or environment error (bad flags, no data root, no Docker engine, invalid manifest).
+Exit codes: `harness.errors.ExitCode` (0 success, 1 some case or check failed, 2 usage or input error,
+3 environment error such as no Docker engine, 4 Dask scheduler unreachable or lost, 130 interrupted);
+a `HarnessError` carries its own code.
 """
 
 from __future__ import annotations
@@ -13,17 +14,15 @@ from pathlib import Path
 
 from harness import __version__
 from harness.argtypes import csv_list, positive_int
-from harness.errors import HarnessError
-
-EXIT_OK, EXIT_FAILED_CASES, EXIT_USAGE = 0, 1, 2
+from harness.errors import ExitCode, HarnessError
 
 
 def _add_scoring_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--empty-policy", choices=["aeval", "nnunet"], default="aeval",
                         help="organ absent from both GT and prediction: 'aeval' scores Dice=NSD=1 (the benchmark's "
                              "convention, default); 'nnunet' scores NaN (stored as null) and nan-means")
-    parser.add_argument("--metrics", type=csv_list, default=["dice", "nsd", "hd95", "assd"],
-                        help="metrics to compute (default dice,nsd,hd95,assd)")
+    parser.add_argument("--metrics", type=csv_list, default=None,
+                        help="comma-separated metrics to compute (default: all the scoring library computes)")
 
 
 def _add_common_flags(parser: argparse.ArgumentParser) -> None:
@@ -183,10 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(commands, f"cmd_{args.command.replace('-', '_')}")(args)
     except HarnessError as error:
         print(f"harness: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return error.exit_code
     except KeyboardInterrupt:
         print("harness: interrupted; finished cases are saved, rerun the same command to resume", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 def _raise_interrupt(signum, frame) -> None:

@@ -16,10 +16,11 @@ def _settings(args: argparse.Namespace):
     from harness.results import METRIC_NAMES
     from harness.scoring import ScoreSettings
 
-    unknown = [m for m in args.metrics if m not in METRIC_NAMES]
+    wanted = METRIC_NAMES if args.metrics is None else args.metrics
+    unknown = [m for m in wanted if m not in METRIC_NAMES]
     if unknown:
         raise HarnessError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRIC_NAMES)}")
-    ordered = tuple(m for m in METRIC_NAMES if m in args.metrics)
+    ordered = tuple(m for m in METRIC_NAMES if m in wanted)
     return ScoreSettings(empty_policy=EmptyPolicy(args.empty_policy), metrics=ordered)
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from harness.errors import CaseFailed
-from harness.nifti_direction import (DirectionApproximation, DirectionNotRepairable, is_nifti, is_orthonormal_error,
+from harness.atomic import atomic_path
+from harness.errors import CaseFailed, DirectionNotRepairable, FailureKind
+from harness.nifti_direction import (DirectionApproximation, is_nifti, is_orthonormal_error,
                                      read_header_grid)
 from harness.nifti_direction import read_image as read_nifti
 
@@ -84,11 +85,15 @@ def _fmt(values) -> str:
     return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
 
 
-def read_image(path: Path, *, case_id: str, role: str, kind: str) -> sitk.Image:
+_MISSING = {FailureKind.UNREADABLE_PREDICTION: FailureKind.MISSING_PREDICTION,
+            FailureKind.UNREADABLE_GROUND_TRUTH: FailureKind.MISSING_GROUND_TRUTH}
+
+
+def read_image(path: Path, *, case_id: str, role: str, kind: FailureKind) -> sitk.Image:
     """Read an image; an unreadable file becomes CaseFailed(kind) naming the case, role and file."""
     path = Path(path)
     if not path.is_file():
-        raise CaseFailed(kind.replace("unreadable", "missing"), f"case {case_id}: {role} {path} does not exist")
+        raise CaseFailed(_MISSING.get(kind, kind), f"case {case_id}: {role} {path} does not exist")
     try:
         image, _ = read_image_approximating(path)
     except RuntimeError as exc:
@@ -98,7 +103,7 @@ def read_image(path: Path, *, case_id: str, role: str, kind: str) -> sitk.Image:
         raise CaseFailed(kind, f"case {case_id}: {role} {path} has {image.GetNumberOfComponentsPerPixel()} "
                                "components per voxel; a label image must have one")
     if image.GetDimension() != 3:  # readable, but not on a 3-D grid: a geometry error for a prediction
-        raise CaseFailed("geometry_mismatch" if role == "prediction" else kind,
+        raise CaseFailed(FailureKind.GEOMETRY_MISMATCH if role == "prediction" else kind,
                          f"case {case_id}: {role} {path} is {image.GetDimension()}-D; expected 3-D"
                          + (" on the input's grid (copy the input image's geometry)" if role == "prediction" else ""))
     return image
@@ -176,12 +181,5 @@ def write_image(array: np.ndarray, geometry: Geometry, path: Path) -> None:
 
 def write_image_atomic(array: np.ndarray, geometry: Geometry, path: Path) -> None:
     """write_image through a temporary file beside `path` and a rename: readers never see half a volume."""
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")  # same suffix: SimpleITK picks the format by it
-    try:
-        write_image(array, geometry, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as temporary:  # same suffix: SimpleITK picks the format by it
+        write_image(array, geometry, temporary)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 import jsonschema
 import numpy as np
 
+from harness.atomic import write_text_atomic
 from harness.errors import SchemaError
 
 
@@ -103,18 +102,3 @@ def write_json_atomic(path: Path, document: Any, schema_name: str | None = None)
     write_text_atomic(path, text)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text through a temporary file in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be read by others (web servers, colleagues)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import CaseFailed, LabelMapError
+from harness.errors import CaseFailed, FailureKind, LabelMapError
 from harness.jsonio import read_json, validate
 from harness.taxonomy import Taxonomy, load_taxonomy
 
@@ -107,19 +107,19 @@ class LabelMapping:
         the file and the offending values.
         """
         if not np.issubdtype(volume.dtype, np.integer):
-            raise CaseFailed("non_integer_labels",
+            raise CaseFailed(FailureKind.NON_INTEGER_LABELS,
                              f"case {case_id}: {source} has {volume.dtype} voxels; a label image must hold integers")
         if volume.size == 0:
             return volume.astype(np.uint8)
         low, high = int(volume.min()), int(volume.max())
         if low < 0:
-            raise CaseFailed("negative_labels", f"case {case_id}: {source} holds negative label {low}")
+            raise CaseFailed(FailureKind.NEGATIVE_LABELS, f"case {case_id}: {source} holds negative label {low}")
         if high >= len(self.lut):
             values = np.unique(volume[volume >= len(self.lut)])
-            raise CaseFailed("unknown_labels", _unknown_message(case_id, source, values, self.label_map))
+            raise CaseFailed(FailureKind.UNKNOWN_LABELS, _unknown_message(case_id, source, values, self.label_map))
         mapped = self.lut[volume]
         if self._has_undeclared and (bad := mapped == UNDECLARED).any():
-            raise CaseFailed("unknown_labels", _unknown_message(case_id, source, np.unique(volume[bad]),
+            raise CaseFailed(FailureKind.UNKNOWN_LABELS, _unknown_message(case_id, source, np.unique(volume[bad]),
                                                                 self.label_map))
         return mapped
 

@@ -23,6 +23,7 @@ from harness.nifti_direction import DirectionApproximation
 DATA_ROOT_ENV = "AEVAL_DATA_ROOT"
 BENCHMARK_ENV = "AEVAL_BENCHMARK"
 DEFAULT_BENCHMARK = "a-eval"
+MANIFESTS_DIR = "manifests"  # where `harness data prepare` writes a data root's own manifests
 #: The paper's order of the seven test sets: five CT, then two MR.
 CANONICAL_ORDER = ("flare22", "amos_ct", "word", "totalseg_ct", "btcv", "amos_mr", "totalseg_mr")
 
@@ -68,6 +69,11 @@ class InputSocket:
     relative_path: str
 
 
+#: Grand-Challenge input socket of each modality; every manifest's `input_socket` is the one of its modality.
+INPUT_SOCKETS = {"CT": InputSocket(slug="ct-image", title="CT Image", relative_path="images/ct"),
+                 "MR": InputSocket(slug="mr-image", title="MR Image", relative_path="images/mr")}
+
+
 @dataclass(frozen=True)
 class Manifest:
     key: str
@@ -107,8 +113,8 @@ def default_benchmark(data_root: Path | str | None = None) -> str:
     if os.environ.get(BENCHMARK_ENV):
         return os.environ[BENCHMARK_ENV]
     root = data_root or os.environ.get(DATA_ROOT_ENV)
-    if root and (Path(root) / "manifests").is_dir():
-        return str(Path(root) / "manifests")
+    if root and (Path(root) / MANIFESTS_DIR).is_dir():
+        return str(Path(root) / MANIFESTS_DIR)
     return DEFAULT_BENCHMARK
 
 

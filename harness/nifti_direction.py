@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from harness.errors import DirectionNotRepairable
+
 #: ITK's message for such a header; the fallback is taken only for this error.
 ITK_ORTHONORMAL_ERROR = "orthonormal direction cosines"
 #: Largest angle (degrees) between a header axis and its orthonormalised axis that is still
@@ -29,10 +31,6 @@ ITK_ORTHONORMAL_ERROR = "orthonormal direction cosines"
 #: cannot change a score; anything larger is a sheared volume that needs resampling, not this.
 MAX_APPROXIMATION_DEGREES = 5.0
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
-
-
-class DirectionNotRepairable(ValueError):
-    """The file is not a NIfTI whose direction can honestly be approximated by a rotation."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from harness.errors import CaseFailed
+from harness.errors import CaseFailed, FailureKind
 from harness.imageio import Geometry, image_suffix, label_array
 from harness.labelmap import LabelMapping
 from harness.runner.protocols import metaimage
@@ -60,7 +60,7 @@ def read_prediction(path: Path, *, case_id: str, reference: Geometry | None = No
     """
     path = Path(path)
     if not path.is_file():
-        raise CaseFailed("missing_prediction", f"case {case_id}: prediction {path} does not exist")
+        raise CaseFailed(FailureKind.MISSING_PREDICTION, f"case {case_id}: prediction {path} does not exist")
     suffix = image_suffix(path)
     header = _check_metaimage(path, case_id=case_id) if suffix in (".mha", ".mhd") else None
     reader = sitk.ImageFileReader()
@@ -70,31 +70,31 @@ def read_prediction(path: Path, *, case_id: str, reference: Geometry | None = No
     try:
         reader.ReadImageInformation()
     except RuntimeError as exc:
-        raise CaseFailed("unreadable_prediction", f"case {case_id}: cannot read prediction {path}: "
+        raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: cannot read prediction {path}: "
                                                   f"{_reason(exc)}") from None
     if reader.GetNumberOfComponents() != 1:
-        raise CaseFailed("unreadable_prediction", f"case {case_id}: prediction {path} has "
+        raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: prediction {path} has "
                          f"{reader.GetNumberOfComponents()} components per voxel; a label image must have one")
     if reader.GetDimension() != 3:
-        raise CaseFailed("unreadable_prediction", f"case {case_id}: prediction {path} is {reader.GetDimension()}-D; "
+        raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: prediction {path} is {reader.GetDimension()}-D; "
                                                   "expected 3-D")
     if gc_output:
         check_gc_pixel_type(reader, case_id=case_id, path=path)
     if reference is not None:
         check_geometry(reader, reference, case_id=case_id, path=path)
     if reader.GetPixelID() not in _INTEGER_PIXEL_TYPES:
-        raise CaseFailed("non_integer_labels", f"case {case_id}: prediction {path} has {_pixel_type(reader)} voxels; "
+        raise CaseFailed(FailureKind.NON_INTEGER_LABELS, f"case {case_id}: prediction {path} has {_pixel_type(reader)} voxels; "
                                                "a segmentation must hold integer label ids (uint8 preferred)")
     voxel_bytes = math.prod(reader.GetSize()) * _PIXEL_BYTES[reader.GetPixelID()]
     if header is not None and header.expected_bytes != voxel_bytes:
-        raise CaseFailed("unreadable_prediction", f"case {case_id}: prediction {path}: the MetaImage header "
+        raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: prediction {path}: the MetaImage header "
                          f"describes {header.expected_bytes} bytes of voxels, the reader {voxel_bytes}")
     if suffix == ".nii.gz":
         check_gzip_bound(path, voxel_bytes + NIFTI_HEADER_ALLOWANCE, case_id=case_id)
     try:
         return reader.Execute()
     except RuntimeError as exc:
-        raise CaseFailed("unreadable_prediction", f"case {case_id}: cannot read prediction {path}: "
+        raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: cannot read prediction {path}: "
                                                   f"{_reason(exc)}") from None
 
 
@@ -135,10 +135,10 @@ def check_gzip_bound(path: Path, limit: int, *, case_id: str, chunk: int = 1 << 
                 total += len(inflater.decompress(data, chunk))
                 fed = True
             except zlib.error as exc:
-                raise CaseFailed("unreadable_prediction", f"case {case_id}: prediction {path} is not valid "
+                raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: prediction {path} is not valid "
                                                           f"gzip: {exc}") from None
             if total > limit:
-                raise CaseFailed("prediction_too_large", f"case {case_id}: prediction {path} inflates past "
+                raise CaseFailed(FailureKind.PREDICTION_TOO_LARGE, f"case {case_id}: prediction {path} inflates past "
                                  f"{limit / 1024**2:.0f} MiB, more than its grid needs: refused")
             if inflater.eof:  # a further gzip member may follow
                 data, fed = inflater.unused_data, False
@@ -146,7 +146,7 @@ def check_gzip_bound(path: Path, limit: int, *, case_id: str, chunk: int = 1 << 
             else:
                 data = inflater.unconsumed_tail
     if fed:
-        raise CaseFailed("unreadable_prediction", f"case {case_id}: prediction {path} is not valid gzip: "
+        raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: prediction {path} is not valid gzip: "
                                                   "the stream is truncated")
     return total
 
@@ -154,7 +154,7 @@ def check_gzip_bound(path: Path, limit: int, *, case_id: str, chunk: int = 1 << 
 def check_geometry(prediction: sitk.Image, reference: Geometry, *, case_id: str, path: Path) -> None:
     problems = reference.differences(Geometry.of(prediction))
     if problems:
-        raise CaseFailed("geometry_mismatch",
+        raise CaseFailed(FailureKind.GEOMETRY_MISMATCH,
                          f"case {case_id}: prediction {path} does not match the input's grid: {'; '.join(problems)}")
 
 
@@ -162,7 +162,7 @@ def prediction_in_benchmark_ids(prediction: sitk.Image, mapping: LabelMapping, *
                                 path: Path) -> np.ndarray:
     """Voxel array (z, y, x) in benchmark ids; CaseFailed for float, negative or undeclared labels."""
     if prediction.GetPixelID() not in _INTEGER_PIXEL_TYPES:
-        raise CaseFailed("non_integer_labels",
+        raise CaseFailed(FailureKind.NON_INTEGER_LABELS,
                          f"case {case_id}: prediction {path} has {_pixel_type(prediction)} voxels; "
                          "a segmentation must hold integer label ids (uint8 preferred)")
     return mapping.apply(label_array(prediction), case_id=case_id, source=f"prediction {path}")
@@ -172,6 +172,7 @@ def check_gc_pixel_type(prediction: sitk.Image, *, case_id: str, path: Path) -> 
     """Grand-Challenge rejects segmentations that are not single-channel uint8/int8: so do we."""
     if prediction.GetPixelID() in (sitk.sitkUInt8, sitk.sitkInt8):
         return
-    kind = "non_integer_labels" if prediction.GetPixelID() not in _INTEGER_PIXEL_TYPES else "unsupported_pixel_type"
+    kind = (FailureKind.NON_INTEGER_LABELS if prediction.GetPixelID() not in _INTEGER_PIXEL_TYPES
+            else FailureKind.UNSUPPORTED_PIXEL_TYPE)
     raise CaseFailed(kind, f"case {case_id}: prediction {path.name} has {_pixel_type(prediction)} voxels; "
                            "a Grand-Challenge segmentation must be uint8 or int8 label ids")

@@ -19,13 +19,16 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness import __version__
-from harness.errors import HarnessError
-from harness.jsonio import read_json, to_plain, validate, write_json_atomic, write_text_atomic
+from harness.errors import FailureKind, HarnessError
+from harness.atomic import write_text_atomic
+from harness.jsonio import read_json, to_plain, validate, write_json_atomic
 from harness.manifest import Manifest, sha256_file
 from harness.text import printable
+from metrics.empty_cases import OVERLAP_METRICS
+from metrics.validation import KNOWN_METRICS
 
-METRIC_NAMES = ("dice", "nsd", "hd95", "assd")
-RANKED_METRICS = ("dice", "nsd")
+METRIC_NAMES = KNOWN_METRICS  # every metric the scoring library computes, in its order
+RANKED_METRICS = tuple(m for m in METRIC_NAMES if m in OVERLAP_METRICS)  # aggregated and ranked: Dice, NSD
 
 
 def organ_flags(scores: dict[str, Any]) -> list[str]:
@@ -51,23 +54,32 @@ def ok_record(case_id: str, organ_scores: dict[str, dict[str, Any]], *, runtime:
             "metrics": metrics, "runtime": runtime}
 
 
-def failed_record(case_id: str, *, kind: str, message: str, organs: Iterable[str], metrics: Iterable[str],
+def failed_record(case_id: str, *, kind: FailureKind, message: str, organs: Iterable[str], metrics: Iterable[str],
                   runtime: dict | None = None) -> dict:
     """A failed case: every organ scores 0 on the overlap metrics, distances undefined, all flagged."""
     per_organ = {}
     for organ in organs:
         entry: dict[str, Any] = {}
         for name in metrics:
-            entry[name] = 0.0 if name in ("dice", "nsd") else None
+            entry[name] = 0.0 if name in OVERLAP_METRICS else None
         entry["flags"] = ["case_failed"]
         per_organ[organ] = entry
-    return {"case_id": case_id, "status": "failed", "error": printable(message)[:1024], "error_kind": kind,
+    return {"case_id": case_id, "status": "failed", "error": printable(message)[:1024], "error_kind": FailureKind(kind).value,
             "flags": ["case_failed"], "metrics": per_organ, "runtime": runtime}
 
 
-def _mean(values: Iterable[Any]) -> float | None:
+def mean_or_none(values: Iterable[Any]) -> float | None:
+    """The mean of the defined values (None and NaN skipped); None when none is defined.
+
+    The one mean of the harness: organ, test-set and group aggregates, a case's mean over organs.
+    """
     defined = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     return sum(defined) / len(defined) if defined else None
+
+
+def case_mean(record: dict, metric: str) -> float | None:
+    """A case record's mean of `metric` over its organs (undefined organs skipped)."""
+    return mean_or_none(v.get(metric) for v in record["metrics"].values())
 
 
 def case_list_fingerprint(manifest: Manifest) -> dict:
@@ -92,10 +104,10 @@ def summarize_dataset(manifest: Manifest, cases: list[dict], *, organs: list[str
     for organ in organs:
         entry: dict[str, Any] = {}
         for name in metrics:
-            entry[name] = _mean(c["metrics"].get(organ, {}).get(name) for c in cases)
-        entry.setdefault("dice", None)
-        entry.setdefault("nsd", None)
-        entry["n_defined"] = sum(1 for c in cases if c["metrics"].get(organ, {}).get("dice") is not None)
+            entry[name] = mean_or_none(c["metrics"].get(organ, {}).get(name) for c in cases)
+        for name in RANKED_METRICS:
+            entry.setdefault(name, None)
+        entry["n_defined"] = sum(1 for c in cases if c["metrics"].get(organ, {}).get(RANKED_METRICS[0]) is not None)
         organ_summary[organ] = entry
     return {
         "dataset": manifest.dataset, "modality": manifest.modality,
@@ -103,8 +115,7 @@ def summarize_dataset(manifest: Manifest, cases: list[dict], *, organs: list[str
         "n_failed": sum(1 for c in cases if c["status"] == "failed"),
         "complete": len(cases) == manifest.expected_case_count and manifest.expected_case_count > 0,
         "fingerprint": case_list_fingerprint(manifest), "cases": cases, "organs": organ_summary,
-        "dice": _mean(o["dice"] for o in organ_summary.values()),
-        "nsd": _mean(o["nsd"] for o in organ_summary.values()),
+        **{m: mean_or_none(o[m] for o in organ_summary.values()) for m in RANKED_METRICS},
     }
 
 
@@ -112,8 +123,8 @@ def aggregate(datasets: dict[str, dict]) -> dict:
     groups = {"ct": [k for k, d in datasets.items() if d["modality"] == "CT"],
               "mr": [k for k, d in datasets.items() if d["modality"] == "MR"],
               "all": list(datasets)}
-    return {group: {"dice": _mean(datasets[k]["dice"] for k in keys), "nsd": _mean(datasets[k]["nsd"] for k in keys),
-                    "datasets": keys} for group, keys in groups.items()}
+    return {group: {**{m: mean_or_none(datasets[k][m] for k in keys) for m in RANKED_METRICS}, "datasets": keys}
+            for group, keys in groups.items()}
 
 
 @dataclass
@@ -231,11 +242,11 @@ def summary_csv(document: dict) -> str:
     """Per test set and organ means, plus the CT/MR/All aggregates: the paper's table as CSV."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["dataset", "organ", "dice", "nsd"])
+    writer.writerow(["dataset", "organ", *RANKED_METRICS])
     for key, dataset in document["datasets"].items():
         for organ, values in dataset["organs"].items():
-            writer.writerow([key, organ, _fmt(values["dice"]), _fmt(values["nsd"])])
-        writer.writerow([key, "mean", _fmt(dataset["dice"]), _fmt(dataset["nsd"])])
+            writer.writerow([key, organ, *(_fmt(values[m]) for m in RANKED_METRICS)])
+        writer.writerow([key, "mean", *(_fmt(dataset[m]) for m in RANKED_METRICS)])
     for group, values in document["aggregates"].items():
         writer.writerow([group, "mean", _fmt(values["dice"]), _fmt(values["nsd"])])
     return buffer.getvalue()

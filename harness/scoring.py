@@ -13,7 +13,7 @@ from pathlib import Path
 
 from metrics import EmptyPolicy, score_case
 
-from harness.errors import CaseFailed
+from harness.errors import CaseFailed, FailureKind
 from harness.imageio import Geometry, label_array, read_image
 from harness.labelmap import LabelMapping
 from harness.outputs import prediction_in_benchmark_ids, read_prediction
@@ -50,8 +50,8 @@ def score_files(job: CaseJob) -> dict:
     organs = list(load_taxonomy().organ_names)
     try:
         if job.pred_path is None:
-            raise CaseFailed("missing_prediction", job.missing_reason or f"case {job.case_id}: no prediction")
-        gt_image = read_image(job.gt_path, case_id=job.case_id, role="ground truth", kind="unreadable_ground_truth")
+            raise CaseFailed(FailureKind.MISSING_PREDICTION, job.missing_reason or f"case {job.case_id}: no prediction")
+        gt_image = read_image(job.gt_path, case_id=job.case_id, role="ground truth", kind=FailureKind.UNREADABLE_GROUND_TRUTH)
         geometry = Geometry.of(gt_image)
         gt = job.gt_mapping.apply(label_array(gt_image), case_id=job.case_id, source=f"ground truth {job.gt_path}")
         prediction = read_prediction(job.pred_path, case_id=job.case_id, reference=geometry, gc_output=job.gc_output)
@@ -63,6 +63,6 @@ def score_files(job: CaseJob) -> dict:
         return failed_record(job.case_id, kind=failure.kind, message=failure.message, organs=organs,
                              metrics=job.settings.metrics, runtime=job.runtime)
     except MemoryError:
-        return failed_record(job.case_id, kind="scoring_error", message=f"case {job.case_id}: out of memory while scoring",
+        return failed_record(job.case_id, kind=FailureKind.SCORING_ERROR, message=f"case {job.case_id}: out of memory while scoring",
                              organs=organs, metrics=job.settings.metrics, runtime=job.runtime)
     return ok_record(job.case_id, scores, runtime=job.runtime)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from harness.results import METRIC_NAMES
+
 
 def _cell(value: float | None, *, percent: bool = True) -> str:
     if value is None:
@@ -32,7 +34,7 @@ def results_table(document: dict, *, metric: str = "dice") -> str:
 
 
 def case_table(scores: dict[str, dict]) -> str:
-    metrics = [m for m in ("dice", "nsd", "hd95", "assd") if any(m in v for v in scores.values())]
+    metrics = [m for m in METRIC_NAMES if any(m in v for v in scores.values())]
     width = max(len(o) for o in scores) + 1
     lines = [" " * width + " ".join(f"{m:>9}" for m in metrics)]
     for organ, values in scores.items():

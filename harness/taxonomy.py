@@ -48,10 +48,6 @@ class Taxonomy:
     def organ_names(self) -> tuple[str, ...]:
         return tuple(o.name for o in self.organs)
 
-    @property
-    def max_id(self) -> int:
-        return max(o.id for o in self.organs)
-
     def by_name(self, name: str) -> Organ:
         for organ in self.organs:
             if organ.name == name:

@@ -135,8 +135,9 @@ def _label_map_check(client, image: ImageInfo, request: ValidateRequest) -> Chec
     except HarnessError as error:
         return Check("label map", False, str(error))
     mapped = ", ".join(f"{n}->{mapping.label_map.labels[n]}" for n in sorted(mapping.native_to_benchmark))
-    missing = 10 - len(mapping.native_to_benchmark)
-    return Check("label map", True, f"'{label_map.name}' maps {len(mapping.native_to_benchmark)} of 10 organs"
+    n_organs = len(load_taxonomy().organs)
+    missing = n_organs - len(mapping.native_to_benchmark)
+    return Check("label map", True, f"'{label_map.name}' maps {len(mapping.native_to_benchmark)} of {n_organs} organs"
                  + (f" ({missing} never predicted: they will score 0)" if missing else ""),
                  {"mapped": mapped, "background": sorted(mapping.unmapped_names.values())})
 

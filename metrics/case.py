@@ -28,6 +28,7 @@ from metrics.proximity import axis_reach, within_tolerance
 from metrics.surface_metrics import SurfaceDistances, assd, hd95, nsd, nsd_from_overlap
 from metrics.surfaces import Surface, mask_surface, mask_surface_near
 from metrics.validation import (
+    KNOWN_METRICS,
     check_empty_policy,
     check_label_volumes,
     check_metrics,
@@ -36,7 +37,7 @@ from metrics.validation import (
     check_spacing,
 )
 
-DEFAULT_METRICS: tuple[str, ...] = ("dice", "nsd", "hd95", "assd")
+DEFAULT_METRICS: tuple[str, ...] = KNOWN_METRICS
 
 
 def _organ_mask(volume: np.ndarray, box: Box | None, label: int) -> tuple[np.ndarray | None, int]:

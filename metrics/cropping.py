@@ -32,14 +32,6 @@ def box_slices(box: Box) -> tuple[slice, ...]:
     return tuple(slice(lo, hi) for lo, hi in box)
 
 
-def box_volume(box: Box) -> int:
-    """Number of voxels in the box."""
-    volume = 1
-    for lo, hi in box:
-        volume *= max(hi - lo, 0)
-    return volume
-
-
 def intersect_boxes(a: Box, b: Box) -> Box | None:
     """The intersection of two boxes, or None when it is empty."""
     out = tuple((max(la, lb), min(ha, hb)) for (la, ha), (lb, hb) in zip(a, b))

@@ -14,7 +14,7 @@ import logging
 import re
 from typing import Iterator
 
-from harness.errors import HarnessError
+from harness.errors import ClusterError, EnvironmentProblem, HarnessError
 
 
 def parse_cluster(text: str) -> int:
@@ -46,7 +46,7 @@ def dask_client(*, scheduler: str | None = None, cluster: int | None = None, gpu
     try:
         from distributed import Client
     except ImportError:
-        raise HarnessError("--scheduler/--cluster need Dask's distributed scheduler: "
+        raise EnvironmentProblem("--scheduler/--cluster need Dask's distributed scheduler: "
                            "pip install 'aeval-harness[distributed]'") from None
     if (scheduler is None) == (cluster is None):
         raise HarnessError("give exactly one of --scheduler ADDRESS or --cluster local:N")
@@ -59,7 +59,7 @@ def dask_client(*, scheduler: str | None = None, cluster: int | None = None, gpu
             try:
                 client = Client(scheduler, timeout=timeout_s)
             except (OSError, TimeoutError) as exc:
-                raise HarnessError(f"cannot reach the Dask scheduler at {scheduler} ({exc}): start it with "
+                raise ClusterError(f"cannot reach the Dask scheduler at {scheduler} ({exc}): start it with "
                                    "`dask scheduler` and pass the address it prints (tcp://HOST:8786)") from None
         try:
             yield client

@@ -22,7 +22,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.distributed.errors import DataRootMismatch
+from harness.atomic import write_text_atomic
+from harness.errors import DataRootMismatch
 from harness.manifest import Manifest, case_file, sha256_file
 
 NODE_CACHE_ENV = "AEVAL_NODE_CACHE"
@@ -90,9 +91,7 @@ def verify_on_node(expectation: DataExpectation, *, worker: str = "") -> None:
             except (OSError, json.JSONDecodeError):
                 seen = {}
             current = _check(expectation, seen, worker=worker)
-            tmp = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(current))
-            os.replace(tmp, marker)
+            write_text_atomic(marker, json.dumps(current))
         _verified.add(expectation.digest)
 
 

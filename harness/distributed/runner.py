@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.atomic import atomic_write
 from harness.distributed import worker as tasks
 from harness.distributed.datacheck import DataExpectation, build_expectation
-from harness.distributed.errors import ImageNotAvailable, WorkerError
 from harness.distributed.worker import FlareSetTask, GcCaseTask, ImageSource, ResolveTask, ScoreTask
-from harness.errors import DockerUnavailable, HarnessError
+from harness.errors import ClusterError, DockerUnavailable, HarnessError, ImageNotAvailable, WorkerError
 from harness.manifest import Manifest
 from harness.runner import engine
 from harness.runner.executor import CaseStep, Completed, ContainerStep
@@ -72,14 +72,9 @@ def prepare_image(request: RunRequest) -> ImageSource:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{image.image_id.split(':')[-1]}.tar"
     if not target.is_file():
-        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            with open(partial, "wb") as handle:
-                for chunk in client.images.get(image.image_id).save(named=False):
-                    handle.write(chunk)
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
+        with atomic_write(target, "wb") as handle:
+            for chunk in client.images.get(image.image_id).save(named=False):
+                handle.write(chunk)
     info = check_tarball(target)
     return ImageSource(config_digest=info.config_digest, tar_path=target, tar_size=target.stat().st_size,
                        image_id=image.image_id)
@@ -132,7 +127,7 @@ class DaskExecutor:
         deadline = time.monotonic() + float(os.environ.get(WORKER_WAIT_ENV, "120"))
         while not (workers := self.container_workers()):
             if time.monotonic() > deadline:
-                raise HarnessError(self._no_worker_message())
+                raise ClusterError(self._no_worker_message())
             time.sleep(0.5)
         return workers
 
@@ -309,9 +304,9 @@ class DaskExecutor:
             self._submit(task)
         if any(t.kind != "score" for t in self._pending.values()) and not self.container_workers():
             if time.monotonic() - idle_since > float(os.environ.get(WORKER_WAIT_ENV, "120")):
-                raise HarnessError(self._no_worker_message() + "; finished cases are saved, rerun to resume")
+                raise ClusterError(self._no_worker_message() + "; finished cases are saved, rerun to resume")
 
-    def _lost_scheduler(self) -> HarnessError:
-        return HarnessError(f"lost the connection to the Dask scheduler {self.dask.scheduler.address}; finished cases "
+    def _lost_scheduler(self) -> ClusterError:
+        return ClusterError(f"lost the connection to the Dask scheduler {self.dask.scheduler.address}; finished cases "
                             f"are saved in {self.layout.results}: restart the scheduler (and its "
                             "workers) and rerun the same command to resume")

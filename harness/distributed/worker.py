@@ -27,9 +27,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.atomic import commit
 from harness.distributed.datacheck import DataExpectation, node_cache_dir, verify_on_node
-from harness.distributed.errors import DockerMissingOnWorker, ImageMismatch, ImageNotAvailable, WorkerUnfit
-from harness.errors import DockerUnavailable, HarnessError
+from harness.errors import (DockerMissingOnWorker, DockerUnavailable, HarnessError, ImageMismatch, ImageNotAvailable,
+                            WorkerUnfit)
 from harness.manifest import InputSocket, case_file
 from harness.runner import engine
 from harness.runner.images import load_tarball
@@ -283,7 +284,7 @@ def load_received(source: ImageSource) -> str:
     partial = shipped_path(source).with_suffix(f".part-{os.getpid()}")
     if not partial.is_file() or partial.stat().st_size != source.tar_size:
         raise ImageNotAvailable(f"{_where()}: the shipped tarball is incomplete", worker_address())
-    os.replace(partial, shipped_path(source))
+    commit(partial, shipped_path(source))
     return ensure_image(docker_client(), source)
 
 

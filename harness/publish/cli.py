@@ -15,9 +15,8 @@ from pathlib import Path
 
 from harness.argtypes import non_negative_int, positive_int
 from harness.errors import HarnessError
+from harness.gc_interface import DEFAULT_OUTPUT_RELATIVE_PATH
 from harness.runner.protocols.outputs_tree import check_output_relative_path
-
-DEFAULT_OUTPUT_RELATIVE_PATH = "images/abdominal-organ-segmentation"
 
 
 def _relative_path(text: str) -> str:
@@ -54,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "of `harness gc-evaluate` given among the results (their cases are opaque references)")
     board.add_argument("--out", required=True, type=Path,
                        help="output folder (created): leaderboard.{json,md,html} and CSVs")
-    board.add_argument("--metric", choices=["dice", "nsd"], default="dice",
-                       help="metric the rankings use (default dice)")
+    board.add_argument("--metric", default=None,
+                       help="metric the rankings use: one the aggregates hold (default: the first, Dice)")
     board.add_argument("--ranking", choices=["mean", "rank-then-aggregate", "test-based"], default="mean",
                        help="the official ranking, stated on the page (the others are shown as robustness checks): "
                             "mean = All mean; rank-then-aggregate = mean of per-test-set ranks; test-based = number "
@@ -101,10 +100,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_leaderboard(args: argparse.Namespace) -> int:
     from harness.publish.leaderboard import build_leaderboard, load_submissions, write_leaderboard
+    from harness.results import RANKED_METRICS
 
     submissions = load_submissions(args.results, gc_ground_truth=args.gc_ground_truth)
-    document = build_leaderboard(submissions, metric=args.metric, resamples=args.bootstrap, seed=args.seed,
-                                 ranking_scheme=args.ranking)
+    document = build_leaderboard(submissions, metric=args.metric or RANKED_METRICS[0], resamples=args.bootstrap,
+                                 seed=args.seed, ranking_scheme=args.ranking)
     written = write_leaderboard(document, args.out)
     if not args.quiet:
         from harness.publish.tables import markdown
@@ -121,7 +121,7 @@ def run_gc_evaluate(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
     from harness.labelmap import build_mapping, resolve_label_map
     from harness.publish.gc_evaluate import evaluate_predictions
-    from harness.results import METRIC_NAMES
+    from harness.results import METRIC_NAMES, RANKED_METRICS
     from harness.scoring import ScoreSettings
     from harness.scoring_pool import default_workers
 
@@ -130,7 +130,7 @@ def run_gc_evaluate(args: argparse.Namespace) -> int:
     if unknown or not wanted:
         raise HarnessError(f"--metrics: unknown metric(s) {', '.join(unknown) or '(none given)'}; "
                            f"choose from {', '.join(METRIC_NAMES)}")
-    for needed in ("dice", "nsd"):  # the aggregates and the leaderboard rank on these two
+    for needed in RANKED_METRICS:  # the aggregates and the leaderboard rank on these
         if needed not in wanted:
             wanted.append(needed)
     settings = ScoreSettings(empty_policy=EmptyPolicy(args.empty_policy),

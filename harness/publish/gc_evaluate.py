@@ -28,16 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from harness import __version__
-from harness.errors import HarnessError
+from harness.errors import EvaluationSetupError, FailureKind, HarnessError, PredictionsError
+from harness.gc_interface import is_output_image, one_image_message
 from harness.jsonio import read_json, validate, write_json_atomic
 from harness.labelmap import LabelMapping
 from harness.publish import bootstrap
 from harness.publish.bootstrap import MIN_RESAMPLES
 from harness.publish.gc_ground_truth import INDEX_NAME, GroundTruth, GroundTruthCase, load_ground_truth
-from harness.results import RANKED_METRICS, ResultsStore, failed_record
+from harness.results import RANKED_METRICS, ResultsStore, case_mean, failed_record, mean_or_none
 from harness.scoring import CaseJob, ScoreSettings
 from harness.scoring_pool import ScoringPool
 from harness.taxonomy import load_taxonomy
@@ -45,7 +44,6 @@ from harness.taxonomy import load_taxonomy
 PREDICTIONS_NAME = "predictions.json"
 METRICS_NAME = "metrics.json"
 #: Image files Grand-Challenge stores for an image output (.mhd comes with its .raw/.zraw).
-OUTPUT_IMAGE_SUFFIXES = (".mha", ".mhd", ".tif", ".tiff")
 _SAFE_PK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: The job statuses predictions.json carries: the platform's job serializer (grand-challenge.org,
@@ -53,14 +51,6 @@ _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: completed_at, ...) gives `status` as its display text ("Succeeded", "Failed", "Cancelled", ...) and no
 #: error text, so a failure is read from `status` alone.
 SUCCEEDED = "Succeeded"
-
-
-class PredictionsError(HarnessError):
-    """predictions.json is missing or is not a list of jobs: nothing can be evaluated."""
-
-
-class EvaluationSetupError(HarnessError):
-    """No job matches the ground truth, or no job's output is found: a phase set up wrong, not a score of 0."""
 
 
 @dataclass(frozen=True)
@@ -139,16 +129,15 @@ def find_output(*, input_dir: Path, job: dict, pk: str, relative_path: str,
     """The job's one output image under /input/<pk>/output/<relative_path>/, or why there is none."""
     folder = Path(input_dir) / pk / "output" / relative_path
     entries = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
-    images = [p for p in entries if p.name.lower().endswith(OUTPUT_IMAGE_SUFFIXES)]
+    images = [p for p in entries if is_output_image(p)]
     if not images:
         declared = declared_outputs(job)
         hint = f" (the job declares outputs {', '.join(declared)})" if declared else ""
         found = f"; it holds {', '.join(p.name for p in entries[:5])}" if entries else ""
-        return None, ("missing_prediction", f"case {case_id}: job {pk}: no .mha/.tif image in "
+        return None, (FailureKind.MISSING_PREDICTION, f"case {case_id}: job {pk}: no .mha/.tif image in "
                                             f"{pk}/output/{relative_path}{found}{hint}")
     if len(images) > 1:
-        return None, ("too_many_outputs", f"case {case_id}: job {pk}: Only 1 image should be produced in "
-                                          f"'{relative_path}', found {', '.join(p.name for p in images[:5])}")
+        return None, (FailureKind.TOO_MANY_OUTPUTS, f"case {case_id}: job {pk}: {one_image_message(images, relative_path=relative_path)}")
     return images[0], None
 
 
@@ -182,7 +171,7 @@ def assign_jobs(jobs: list[dict], *, ground_truth: GroundTruth, input_dir: Path,
         assigned[key] = _assignment(job, pk=pk, case=case, input_dir=input_dir, relative_path=relative_path)
     for case in ground_truth.cases:
         assigned.setdefault((case.test_set, case.case_id), Assignment(case=case, failure=(
-            "missing_prediction", f"case {case.case_id}: no algorithm job has input image {case.image_name}")))
+            FailureKind.MISSING_PREDICTION, f"case {case.case_id}: no algorithm job has input image {case.image_name}")))
     return assigned, unmatched
 
 
@@ -191,14 +180,14 @@ def _assignment(job: dict, *, pk: str, case: GroundTruthCase, input_dir: Path, r
     if status != SUCCEEDED:
         shown = repr(status) if isinstance(status, str) else "missing"
         return Assignment(case=case, pk=pk, failure=(
-            "job_failed", f"case {case.case_id}: job {pk} did not succeed (status {shown}); its logs are on the "
+            FailureKind.JOB_FAILED, f"case {case.case_id}: job {pk} did not succeed (status {shown}); its logs are on the "
                           "platform's job page"))
     if not _SAFE_PK.match(pk):
-        return Assignment(case=case, pk=pk, failure=("invalid_job", f"case {case.case_id}: job pk {pk!r} is not a "
+        return Assignment(case=case, pk=pk, failure=(FailureKind.INVALID_JOB, f"case {case.case_id}: job pk {pk!r} is not a "
                                                                     "plain identifier; its files are not read"))
     path, problem = output_path(job, fallback=relative_path)
     if path is None:
-        return Assignment(case=case, pk=pk, failure=("missing_prediction", f"case {case.case_id}: job {pk}: {problem}"))
+        return Assignment(case=case, pk=pk, failure=(FailureKind.MISSING_PREDICTION, f"case {case.case_id}: job {pk}: {problem}"))
     prediction, failure = find_output(input_dir=input_dir, job=job, pk=pk, relative_path=path, case_id=case.case_id)
     return Assignment(case=case, pk=pk, prediction=prediction, failure=failure)
 
@@ -245,11 +234,6 @@ def score_assignments(assigned: dict[tuple[str, str], Assignment], *, ground_tru
     return store
 
 
-def _case_mean(record: dict, metric: str) -> float | None:
-    values = [v[metric] for v in record["metrics"].values() if v.get(metric) is not None]
-    return float(np.mean(values)) if values else None
-
-
 def redact(message: str | None, case: GroundTruthCase, ground_truth: GroundTruth) -> str | None:
     """A failure message fit for metrics.json: the case's id, test set, image name and files removed."""
     if message is None:
@@ -282,7 +266,7 @@ def metrics_document(results: dict, *, assigned: dict[tuple[str, str], Assignmen
             entries.append({"pk": assignment.pk, "case_ref": ground_truth.case_ref(assignment.case),
                             "status": record["status"], "error_kind": record["error_kind"],
                             "error": redact(record["error"], assignment.case, ground_truth),
-                            **{m: _case_mean(record, m) for m in RANKED_METRICS}, "metrics": record["metrics"]})
+                            **{m: case_mean(record, m) for m in RANKED_METRICS}, "metrics": record["metrics"]})
         for metric in RANKED_METRICS:
             matrix = bootstrap.case_matrix(dataset["cases"], organs=organs, metric=metric)
             replicates[metric].append(bootstrap.replicates(matrix, resamples=resamples,
@@ -299,7 +283,7 @@ def metrics_document(results: dict, *, assigned: dict[tuple[str, str], Assignmen
     for group in ("ct", "mr", "all"):
         aggregates[group] = {"dice": groups[group]["dice"], "nsd": groups[group]["nsd"],
                              "test_sets": groups[group]["datasets"]}
-    aggregates["organs"] = {o: {m: _mean_or_none([d["organs"][o][m] for d in datasets.values()])
+    aggregates["organs"] = {o: {m: mean_or_none([d["organs"][o][m] for d in datasets.values()])
                                 for m in RANKED_METRICS} for o in organs}
     aggregates.update({"n_cases": len(entries), "n_failed": sum(1 for e in entries if e["status"] == "failed"),
                        "n_jobs": n_jobs, "n_unmatched_jobs": len(unmatched)})
@@ -307,11 +291,6 @@ def metrics_document(results: dict, *, assigned: dict[tuple[str, str], Assignmen
             "settings": results["settings"], "label_map": label_map, "output_relative_path": relative_path,
             "bootstrap": {"resamples": resamples, "seed": seed, "confidence": 0.95},
             "notes": results["notes"], "results": entries, "aggregates": aggregates, "unmatched_jobs": unmatched}
-
-
-def _mean_or_none(values: list[float | None]) -> float | None:
-    defined = [v for v in values if v is not None]
-    return float(np.mean(defined)) if defined else None
 
 
 def evaluate_predictions(*, input_dir: Path, ground_truth_dir: Path, output_dir: Path, pred_mapping: LabelMapping,

@@ -39,18 +39,17 @@ from pathlib import Path
 
 import jsonschema
 
-from harness.errors import HarnessError
+from harness.errors import GroundTruthError, HarnessError
 from harness.imageio import image_suffix
 from harness.jsonio import read_json, write_json_atomic
 from harness.labelmap import LabelMapping, build_mapping, resolve_label_map, shipped_mapping
-from harness.manifest import Case, InputSocket, Manifest, case_file
+from harness.manifest import INPUT_SOCKETS, Case, Manifest, case_file
+from harness.results import RANKED_METRICS
 
 INDEX_NAME = "ground_truth.json"
 #: Keys of metrics.json's `aggregates` that a test set key must not shadow.
-RESERVED_KEYS = frozenset({"dice", "nsd", "ct", "mr", "all", "organs", "n_cases", "n_failed", "n_jobs",
+RESERVED_KEYS = frozenset({*RANKED_METRICS, "ct", "mr", "all", "organs", "n_cases", "n_failed", "n_jobs",
                            "n_unmatched_jobs"})
-_SOCKETS = {"CT": InputSocket(slug="ct-image", title="CT Image", relative_path="images/ct"),
-            "MR": InputSocket(slug="mr-image", title="MR Image", relative_path="images/mr")}
 
 INDEX_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -92,10 +91,6 @@ INDEX_SCHEMA = {
     },
     "additionalProperties": False,
 }
-
-
-class GroundTruthError(HarnessError):
-    """The ground-truth folder is unusable: the organizer's upload must be fixed (nothing was scored)."""
 
 
 @dataclass(frozen=True)
@@ -209,7 +204,7 @@ def load_ground_truth(root: Path, *, benchmark: str | None = None) -> GroundTrut
         mappings[key] = _label_mapping(spec["gt_label_map"], root)
         manifests.append(Manifest(key=key, dataset=spec["dataset"], modality=spec["modality"],
                                   source_label_map=spec["gt_label_map"], gt_label_map=spec["gt_label_map"],
-                                  expected_case_count=expected, input_socket=_SOCKETS[spec["modality"]],
+                                  expected_case_count=expected, input_socket=INPUT_SOCKETS[spec["modality"]],
                                   cases=listed, path=index_path))
     if problems:
         shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
@@ -254,21 +249,24 @@ def build_ground_truth(*, manifests: list[Manifest], data_root: Path, benchmark:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m harness.publish.gc_ground_truth`: prepare the ground-truth tarball and archive images."""
-    from harness.manifest import load_benchmark, resolve_data_root
+    from harness.manifest import default_benchmark, load_benchmark, resolve_data_root
 
     parser = argparse.ArgumentParser(prog="python -m harness.publish.gc_ground_truth", description=main.__doc__)
-    parser.add_argument("--benchmark", default="a-eval", help="manifest set (default a-eval)")
+    parser.add_argument("--benchmark", default=None,
+                        help="manifest set (default: $AEVAL_BENCHMARK, the data root's prepared manifests, else a-eval)")
     parser.add_argument("--data-root", default=None, help="where the test data lies (else $AEVAL_DATA_ROOT)")
     parser.add_argument("--datasets", default=None, help="only these test sets (comma-separated)")
     parser.add_argument("--out", required=True, type=Path, help="writes OUT/ground_truth/ and OUT/archive_images/")
     args = parser.parse_args(argv)
     keys = [k.strip() for k in args.datasets.split(",")] if args.datasets else None
     try:
-        index = build_ground_truth(manifests=load_benchmark(args.benchmark, keys=keys),
-                                   data_root=resolve_data_root(args.data_root), benchmark=args.benchmark, out=args.out)
+        data_root = resolve_data_root(args.data_root)
+        benchmark = args.benchmark or default_benchmark(data_root)
+        index = build_ground_truth(manifests=load_benchmark(benchmark, keys=keys), data_root=data_root,
+                                   benchmark=benchmark, out=args.out)
     except HarnessError as error:
         print(f"error: {error}")
-        return 2
+        return error.exit_code
     print(f"{len(index['cases'])} cases: upload {args.out / 'archive_images'} to the phase's archive; "
           f"tar the contents of {args.out / 'ground_truth'} as the ground truth "
           f"(tar -C {args.out / 'ground_truth'} -czf ground_truth.tar.gz .)")

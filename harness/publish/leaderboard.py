@@ -24,18 +24,15 @@ from typing import Sequence
 import numpy as np
 
 from harness import __version__
-from harness.errors import HarnessError, ManifestError
-from harness.jsonio import read_json, write_json_atomic, write_text_atomic
+from harness.errors import LeaderboardError, ManifestError
+from harness.atomic import write_text_atomic
+from harness.jsonio import read_json, write_json_atomic
 from harness.manifest import CANONICAL_ORDER, load_benchmark
 from harness.publish import bootstrap, ranking
-from harness.results import RANKED_METRICS
+from harness.results import RANKED_METRICS, case_mean
 
 GROUPS = ("ct", "mr", "all")
 CONFIDENCE = 0.95
-
-
-class LeaderboardError(HarnessError):
-    """The given results cannot be merged into one leaderboard (the message says which and why)."""
 
 
 @dataclass(frozen=True)
@@ -191,11 +188,6 @@ def _organs(submissions: Sequence[Submission]) -> list[str]:
     return organs
 
 
-def _case_score(case: dict, metric: str) -> float | None:
-    values = [v[metric] for v in case["metrics"].values() if v.get(metric) is not None]
-    return float(np.mean(values)) if values else None
-
-
 def _interval(score: float | None, samples: np.ndarray | None) -> dict:
     if score is None or samples is None:
         return {"score": score, "ci_low": None, "ci_high": None}
@@ -216,7 +208,7 @@ def _test_set_entry(dataset: dict | None, *, expected: int, organs: list[str],
             **{m: _interval(dataset[m], replicates[m]) for m in RANKED_METRICS},
             "organs": {o: {m: dataset["organs"].get(o, {}).get(m) for m in RANKED_METRICS} for o in organs},
             "cases": [{"case_id": c["case_id"], "status": c["status"],
-                       **{m: _case_score(c, m) for m in RANKED_METRICS}} for c in dataset["cases"]]}
+                       **{m: case_mean(c, m) for m in RANKED_METRICS}} for c in dataset["cases"]]}
 
 
 def _group_entry(sets: dict[str, dict], replicates: dict[str, dict[str, np.ndarray | None]], keys: list[str]) -> dict:
@@ -342,7 +334,7 @@ def check_resamples(resamples: int) -> None:
                                "97.5th percentiles: fewer draws put them on a handful of samples)")
 
 
-def build_leaderboard(submissions: Sequence[Submission], *, metric: str = "dice", resamples: int = 1000,
+def build_leaderboard(submissions: Sequence[Submission], *, metric: str = RANKED_METRICS[0], resamples: int = 1000,
                       seed: int = 0, ranking_scheme: str = "mean") -> dict:
     """The leaderboard document (leaderboard.schema.json), submissions sorted by the official rank."""
     if metric not in RANKED_METRICS:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from harness.errors import HarnessError
+from harness.errors import ClusterError
 from harness.jsonio import write_text_atomic
 from harness.manifest import Manifest, case_file, load_benchmark
 from harness.results import ResultsStore, summary_csv
@@ -80,7 +80,7 @@ class SubmissionRun:
         document = finish(self.store, self.layout)
         not_run = self.executor.not_run()
         if not_run:
-            raise HarnessError(f"{len(not_run)} case(s) were not run because their task killed workers repeatedly "
+            raise ClusterError(f"{len(not_run)} case(s) were not run because their task killed workers repeatedly "
                                f"({'; '.join(not_run[:3])}); finished cases are saved in {self.layout.results}: "
                                "rerun the same command to retry them")
         return document

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.errors import CaseFailed
+from harness.errors import CaseFailed, FailureKind
 from harness.runner.engine import RunOutcome
 from harness.runner.sandbox import SandboxPolicy
 
@@ -18,13 +18,13 @@ def classify(outcome: RunOutcome, policy: SandboxPolicy, *, subject: str) -> Cas
     """None when the container exited 0 in time; else the CaseFailed to record for `subject`."""
     peak = f"; peak memory {outcome.peak_memory_bytes / 1024**2:.0f} MiB" if outcome.peak_memory_bytes else ""
     if outcome.timed_out:
-        return CaseFailed("time_limit", f"{subject}: Time limit exceeded ({policy.time_limit_s:.0f} s); "
+        return CaseFailed(FailureKind.TIME_LIMIT, f"{subject}: Time limit exceeded ({policy.time_limit_s:.0f} s); "
                                         "the container was killed")
     if outcome.oom_killed or outcome.exit_code == 137:
-        return CaseFailed("memory_limit", f"{subject}: The container exceeded its memory limit of "
+        return CaseFailed(FailureKind.MEMORY_LIMIT, f"{subject}: The container exceeded its memory limit of "
                                           f"{policy.memory_bytes / 1024**2:.0f} MiB (exit code 137{peak})")
     if outcome.exit_code != 0:
-        return CaseFailed("crash", f"{subject}: the container exited with code {outcome.exit_code}: "
+        return CaseFailed(FailureKind.CRASH, f"{subject}: the container exited with code {outcome.exit_code}: "
                                    f"{last_stderr_line(outcome)}")
     return None
 

@@ -6,7 +6,7 @@ re-point an existing tag (say, a base image the harness relies on) to other cont
 
 Image labels a participant sets to declare how to run it (CLI flags win over them):
   org.a-eval.protocol             "gc" (default), "flare", or "gc,flare" (both supported)
-  org.a-eval.output-relative-path Grand-Challenge output socket path (default images/abdominal-organ-segmentation)
+  org.a-eval.output-relative-path Grand-Challenge output socket path (default: harness.gc_interface's)
   org.a-eval.label-map            inline label-map JSON, or the name of a shipped map (e.g. stunet_totalseg_v1)
   org.a-eval.label-map-file       path of a label-map JSON file inside the image (read without running it)
   org.a-eval.flare-command        shell command of the FLARE protocol (default "sh predict.sh")
@@ -27,6 +27,7 @@ import docker
 import docker.errors
 
 from harness.errors import HarnessError
+from harness.gc_interface import DEFAULT_OUTPUT_RELATIVE_PATH  # noqa: F401 (read with the image labels)
 from harness.labelmap import LabelMap, LabelMapError, resolve_label_map
 from harness.runner.engine import read_file_from_image
 
@@ -35,7 +36,6 @@ LABEL_OUTPUT_PATH = "org.a-eval.output-relative-path"
 LABEL_LABEL_MAP = "org.a-eval.label-map"
 LABEL_LABEL_MAP_FILE = "org.a-eval.label-map-file"
 LABEL_FLARE_COMMAND = "org.a-eval.flare-command"
-DEFAULT_OUTPUT_RELATIVE_PATH = "images/abdominal-organ-segmentation"
 DEFAULT_FLARE_COMMAND = "sh predict.sh"
 PROTOCOLS = ("gc", "flare")
 

@@ -17,7 +17,7 @@ import os
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from harness.errors import HarnessError
+from harness.errors import RunStopped
 from harness.manifest import case_file
 from harness.runner import engine
 from harness.runner.executor import CaseStep, Completed, ContainerStep
@@ -30,10 +30,6 @@ from harness.scoring_pool import ScoringPool
 
 #: Container steps in flight: one runs, one stages (more would only hold more staged inputs on disk).
 CONTAINER_THREADS = 2
-
-
-class RunStopped(HarnessError):
-    """The run is stopping (error or Ctrl-C): a staged step does not start its container."""
 
 
 class EngineSlot:

@@ -12,18 +12,16 @@ run itself (which cases, scoring, results, progress) is `harness.runner.driver`.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
-import uuid
 from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from harness.errors import CaseFailed, HarnessError
-from harness.jsonio import write_text_atomic
+from harness.errors import CaseFailed, EnvironmentProblem, FailureKind, HarnessError
+from harness.atomic import atomic_path, write_text_atomic
 from harness.labelmap import LabelMapping, build_mapping, resolve_label_map
 from harness.manifest import InputSocket
 from harness.results import failed_record
@@ -32,7 +30,7 @@ from harness.runner.failures import classify, unexpected_failure
 from harness.runner.images import (DEFAULT_FLARE_COMMAND, DEFAULT_OUTPUT_RELATIVE_PATH, LABEL_FLARE_COMMAND,
                                    LABEL_OUTPUT_PATH, PROTOCOLS, ImageInfo, declared_label_map, inspect_image,
                                    load_tarball)
-from harness.runner.metering import GpuSampler, nvml_available
+from harness.runner.metering import GpuSampler
 from harness.runner.protocols import flare, gc
 from harness.runner.protocols.outputs_tree import check_output_relative_path, remove_tree
 from harness.runner.sandbox import SandboxPolicy
@@ -84,7 +82,7 @@ def resolve_submission(client, request: RunRequest) -> ResolvedSubmission:
         raise HarnessError(f"image {image.reference} declares no label map: set the image label org.a-eval.label-map "
                            "(or org.a-eval.label-map-file), or pass --label-map (a-eval if it writes benchmark ids)")
     if request.policy.gpus and not engine.has_gpu_runtime(client):
-        raise HarnessError("--gpus was given but the Docker engine has no NVIDIA runtime: install the NVIDIA "
+        raise EnvironmentProblem("--gpus was given but the Docker engine has no NVIDIA runtime: install the NVIDIA "
                            "Container Toolkit and restart dockerd, or run without --gpus")
     output_path = check_output_relative_path(
         request.output_relative_path or image.labels.get(LABEL_OUTPUT_PATH, DEFAULT_OUTPUT_RELATIVE_PATH),
@@ -116,7 +114,7 @@ class ContainerResult:
 
     @property
     def failure(self) -> CaseFailed | None:
-        return None if self.prediction is not None else CaseFailed(self.failure_kind or "crash",
+        return None if self.prediction is not None else CaseFailed(self.failure_kind or FailureKind.CRASH,
                                                                    self.failure_message or "no prediction")
 
 
@@ -146,14 +144,9 @@ def publish(produced: Path, folder: Path) -> Path:
     OUT may be shared storage written by several machines: a reader never sees half a file, and a
     task that runs twice (a worker presumed dead) replaces the file whole with the same content.
     """
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / produced.name
-    temporary = folder / f".{produced.name}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
+    with atomic_path(target) as temporary:
         shutil.copyfile(produced, temporary, follow_symlinks=False)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
     return target
 
 

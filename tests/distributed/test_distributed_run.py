@@ -177,7 +177,7 @@ def test_no_worker_with_the_resource_is_a_clear_error(synthetic_root, image_tarb
     local_dask.start_worker("gpu-only", resources="GPU=1")
     code = _distributed(*run_args(synthetic_root, tmp_path / "out", "--image-tar", str(image_tarball), "--scheduler",
                                   local_dask.address))
-    assert code == 2
+    assert code == 4  # ExitCode.CLUSTER: not a usage error
     assert "no Dask worker offers the resource CONTAINER=1" in capsys.readouterr().err
 
 
@@ -203,7 +203,7 @@ def test_scheduler_killed_the_client_stops_clearly_and_a_rerun_on_a_new_schedule
     scheduler.kill()
     scheduler.wait()
     output, _ = driver.communicate(timeout=60)
-    assert driver.returncode == 2 and "lost the connection to the Dask scheduler" in output, output
+    assert driver.returncode == 4 and "lost the connection to the Dask scheduler" in output, output
     saved = {c["case_id"]: c for c in _results(out)["datasets"][DATASET]["cases"]}
     assert 1 <= len(saved) < CASES
 

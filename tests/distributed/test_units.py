@@ -11,7 +11,7 @@ from harness.distributed import datacheck
 from harness.cli import build_parser
 from harness.commands import wants_distributed
 from harness.distributed.cluster import parse_cluster
-from harness.distributed.errors import DataRootMismatch, DockerMissingOnWorker
+from harness.errors import DataRootMismatch, DockerMissingOnWorker
 from harness.distributed.runner import container_resources
 from harness.distributed.worker import PinnedGpuPolicy, _GpuSlots, pinned_policy
 from harness.manifest import load_benchmark, load_manifest_file, sha256_file

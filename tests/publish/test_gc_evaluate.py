@@ -6,8 +6,9 @@ import pytest
 
 from harness.jsonio import read_json
 from harness.labelmap import shipped_mapping
-from harness.publish.gc_evaluate import PredictionsError, evaluate_predictions
-from harness.publish.gc_ground_truth import GroundTruthError, image_stem, load_ground_truth
+from harness.errors import GroundTruthError, LeaderboardError, PredictionsError
+from harness.publish.gc_evaluate import evaluate_predictions
+from harness.publish.gc_ground_truth import image_stem, load_ground_truth
 from harness.scoring import ScoreSettings
 from tests.publish.conftest import run_cli
 from tests.publish.gc_layout import RELATIVE_PATH, make_gc_layout
@@ -204,7 +205,7 @@ def test_a_two_dimensional_output_is_a_geometry_error(layout, tmp_path):
 
 
 def test_leaderboard_reads_gc_metrics_with_the_ground_truth(layout, metrics, tmp_path):
-    from harness.publish.leaderboard import LeaderboardError, build_leaderboard, load_submissions
+    from harness.publish.leaderboard import build_leaderboard, load_submissions
 
     with pytest.raises(LeaderboardError, match="--gc-ground-truth"):
         load_submissions([str(layout.output_dir / "metrics.json")])

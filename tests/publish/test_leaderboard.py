@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from harness.errors import HarnessError, SchemaError
+from harness.errors import HarnessError, LeaderboardError, SchemaError
 from harness.jsonio import read_json
-from harness.publish.leaderboard import (LeaderboardError, build_leaderboard, check_compatible,
+from harness.publish.leaderboard import (build_leaderboard, check_compatible,
                                          competition_ranks, load_submissions, parse_source)
 from tests.publish.conftest import make_results, run_cli
 

@@ -14,7 +14,8 @@ from scipy.stats import wilcoxon
 
 from harness.jsonio import read_json, validate
 from harness.publish import ranking
-from harness.publish.leaderboard import LeaderboardError, build_leaderboard, load_submissions
+from harness.errors import LeaderboardError
+from harness.publish.leaderboard import build_leaderboard, load_submissions
 from harness.publish.tables import markdown, score_csv
 from tests.publish.conftest import make_results, publish_parser, run_cli
 

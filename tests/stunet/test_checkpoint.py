@@ -7,7 +7,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from stunet.checkpoint import find_checkpoint, load_stunet, random_stunet, safe_torch_load
 from stunet.errors import CheckpointError

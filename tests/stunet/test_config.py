@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("torch")  # the stunet package needs torch
+
 from stunet.config import resolve
 from stunet.errors import ConfigError
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import SimpleITK as sitk
 
+pytest.importorskip("torch")  # the stunet package needs torch
+
 from stunet.checkpoint import random_stunet
 
 from .conftest import REPO_ROOT

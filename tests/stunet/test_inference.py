@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
+
+torch = pytest.importorskip("torch")
 
 from stunet.checkpoint import random_stunet
 from stunet.errors import ConfigError

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from stunet.model import SIZES, StunetConfig, build_stunet, init_he_, parameter_count, size_config, size_name
 

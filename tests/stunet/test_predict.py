@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+pytest.importorskip("torch")  # the stunet package needs torch
+
 from stunet.checkpoint import random_stunet
 
 from .conftest import PACKAGE_ROOT

@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
-import torch
+torch = pytest.importorskip("torch")
+
 from torch.nn import functional as F
 
 from stunet.resample import iter_label_slabs, iter_resampled_slabs, resampled_shape

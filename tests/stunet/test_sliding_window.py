@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from stunet.sliding_window import aggregate_logits, gaussian_importance, iter_logit_slabs, tile_starts
 

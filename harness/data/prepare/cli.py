@@ -2,7 +2,7 @@
 
 `register(data_subparsers)` adds both to the `harness data` subparsers; `run(args)` runs the one
 chosen and returns the exit code: 0 done / all verified, 1 some case failed or some problem found,
-2 (HarnessError, raised) usage or environment error such as a wrong case count or a missing source.
+else a raised HarnessError with its own `exit_code` (2 for a wrong case count or a missing source).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import argparse
 import os
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import ExitCode, HarnessError
 
-EXIT_OK, EXIT_PROBLEMS = 0, 1
+EXIT_OK, EXIT_PROBLEMS = ExitCode.OK, ExitCode.FAILED_CASES
 
 
 def register(data_subparsers: "argparse._SubParsersAction") -> None:
@@ -121,15 +121,11 @@ def _read_case_list(path: Path) -> list[str]:
 def _run_verify(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from harness.data.prepare.pipeline import MANIFESTS_DIR
     from harness.data.verify import verify
-    from harness.manifest import BENCHMARK_ENV, DEFAULT_BENCHMARK, resolve_data_root
+    from harness.manifest import default_benchmark, resolve_data_root
 
     data_root = resolve_data_root(args.data_root)
-    benchmark = args.benchmark or os.environ.get(BENCHMARK_ENV)
-    if not benchmark:
-        prepared = data_root / MANIFESTS_DIR
-        benchmark = str(prepared) if prepared.is_dir() else DEFAULT_BENCHMARK
+    benchmark = args.benchmark or default_benchmark(data_root)
     bar = tqdm(desc="verifying", unit="case", disable=args.no_progress or args.quiet)
     try:
         report = verify(benchmark, data_root, keys=args.keys or None, progress=lambda key, case_id: bar.update(1))

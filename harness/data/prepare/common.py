@@ -1,13 +1,12 @@
 """What every source adapter shares: the case record, reading and checking source files, atomic writes.
 
 Source files are only ever opened for reading (SimpleITK readers, `open(..., "rb")` copies); every
-output goes through a temporary file in the destination folder and `os.replace`, so an interrupted
+output goes through `harness.atomic` (a temporary file in the destination folder, then a rename), so an interrupted
 run leaves either the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from abc import ABC, abstractmethod
@@ -18,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from harness.errors import CaseFailed, HarnessError
+from harness.atomic import atomic_path
+from harness.errors import CaseFailed, FailureKind, HarnessError
 from harness.imageio import (Geometry, HeaderInfo, read_header_approximating, read_image_approximating,
                              write_image_atomic)
 from harness.labelmap import shipped_mapping
@@ -173,9 +173,9 @@ def read_header(path: Path, *, case_id: str, role: str) -> HeaderInfo:
     try:
         info = read_header_approximating(path)
     except RuntimeError as exc:
-        raise CaseFailed("unreadable_source", f"case {case_id}: cannot read {role} {path}: {_reason(exc)}") from exc
+        raise CaseFailed(FailureKind.UNREADABLE_SOURCE, f"case {case_id}: cannot read {role} {path}: {_reason(exc)}") from exc
     if info.dimension != 3 or info.components != 1:
-        raise CaseFailed("unreadable_source", f"case {case_id}: {role} {path} is {info.dimension}-D with "
+        raise CaseFailed(FailureKind.UNREADABLE_SOURCE, f"case {case_id}: {role} {path} is {info.dimension}-D with "
                                               f"{info.components} components; expected 3-D scalar")
     return info
 
@@ -185,9 +185,9 @@ def read_array(path: Path, *, case_id: str, role: str) -> tuple[np.ndarray, Geom
     try:
         image, _ = read_image_approximating(path)
     except RuntimeError as exc:
-        raise CaseFailed("unreadable_source", f"case {case_id}: cannot read {role} {path}: {_reason(exc)}") from exc
+        raise CaseFailed(FailureKind.UNREADABLE_SOURCE, f"case {case_id}: cannot read {role} {path}: {_reason(exc)}") from exc
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise CaseFailed("unreadable_source", f"case {case_id}: {role} {path} is not a 3-D scalar image")
+        raise CaseFailed(FailureKind.UNREADABLE_SOURCE, f"case {case_id}: {role} {path} is not a 3-D scalar image")
     return sitk.GetArrayFromImage(image), Geometry.of(image)
 
 
@@ -212,7 +212,7 @@ def check_same_grid(reference: Geometry, other: Geometry, *, case_id: str, role:
     lenient = reference.differences(other, spacing_rtol=LENIENT_SPACING_RTOL, origin_atol_mm=LENIENT_ORIGIN_ATOL_MM,
                                     direction_atol=LENIENT_DIRECTION_ATOL)
     if lenient:
-        raise CaseFailed("geometry_mismatch", f"case {case_id}: {role} {path} is not on the image's grid: "
+        raise CaseFailed(FailureKind.GEOMETRY_MISMATCH, f"case {case_id}: {role} {path} is not on the image's grid: "
                                               f"{'; '.join(lenient)}; check that this file belongs to this image")
     return [f"{role} header differs from the image's by float noise ({'; '.join(strict)}); "
             "written on the image's grid"]
@@ -224,9 +224,9 @@ def integer_labels(array: np.ndarray, *, case_id: str, role: str, path: Path) ->
         return array, []
     if np.issubdtype(array.dtype, np.floating) and np.isfinite(array).all() and (array == np.round(array)).all():
         if array.size and (array.min() < 0 or array.max() > np.iinfo(np.int32).max):
-            raise CaseFailed("unknown_labels", f"case {case_id}: {role} {path} holds values outside label range")
+            raise CaseFailed(FailureKind.UNKNOWN_LABELS, f"case {case_id}: {role} {path} holds values outside label range")
         return array.astype(np.int32), [f"{role} stored as {array.dtype}; its whole-number values were cast"]
-    raise CaseFailed("non_integer_labels", f"case {case_id}: {role} {path} holds non-integer {array.dtype} values")
+    raise CaseFailed(FailureKind.NON_INTEGER_LABELS, f"case {case_id}: {role} {path} holds non-integer {array.dtype} values")
 
 
 def to_benchmark_ids(map_name: str, native: np.ndarray, *, case_id: str, path: Path) -> np.ndarray:
@@ -244,22 +244,14 @@ def copy_image_atomic(source: Path, destination: Path, *, clean_header: bool = F
     image is then written anew on its orthonormalised grid, so no participant container ever reads
     the broken header. The voxels are unchanged.
     """
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.with_name(f".tmp-{os.getpid()}-{destination.name}")
-    try:
+    with atomic_path(destination) as tmp:
         if source.name.lower().endswith(".nii.gz") and not clean_header:
-            with open(source, "rb") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, length=1 << 22)
-                dst.flush()
-                os.fsync(dst.fileno())
+            shutil.copyfile(source, tmp)
         else:
             image, _ = read_image_approximating(source)
             for key in image.GetMetaDataKeys():  # the source header's fields are not carried over
                 image.EraseMetaData(key)
             sitk.WriteImage(image, str(tmp), useCompression=True)
-        os.replace(tmp, destination)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_label_atomic(array: np.ndarray, geometry: Geometry, destination: Path) -> None:

@@ -23,11 +23,10 @@ from pathlib import Path
 from harness.data.prepare.common import (PREPARED_LABEL_MAP, Discovery, SourceAdapter, SourceCase,
                                          copy_image_atomic, output_paths, read_header, write_label_atomic)
 from harness.data.prepare.sources import source_adapter
-from harness.errors import CaseFailed, HarnessError, SchemaError
+from harness.errors import CaseFailed, FailureKind, HarnessError, SchemaError
 from harness.jsonio import read_json, write_json_atomic
-from harness.manifest import Release, benchmark_dir, sha256_file
+from harness.manifest import MANIFESTS_DIR, Release, benchmark_dir, sha256_file
 
-MANIFESTS_DIR = "manifests"
 REPORT_NAME = "prepare-report.json"
 TEMPLATE_BENCHMARK = "a-eval"
 
@@ -142,7 +141,7 @@ def _prepare_case(adapter: SourceAdapter, case: SourceCase, data_root: Path) -> 
     geometry = header.geometry
     converted = adapter.convert(case, geometry, image_path=case.image)
     if converted.array.shape != geometry.shape_array:
-        raise CaseFailed("geometry_mismatch", f"case {case.case_id}: converted label has shape "
+        raise CaseFailed(FailureKind.GEOMETRY_MISMATCH, f"case {case.case_id}: converted label has shape "
                                               f"{converted.array.shape}, image {geometry.shape_array}")
     write_label_atomic(converted.array, geometry, data_root / label_rel)
     approximation = header.approximation

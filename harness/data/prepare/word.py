@@ -31,7 +31,7 @@ from scipy import ndimage
 
 from harness.data.prepare.common import (ConvertedLabel, Discovery, SourceAdapter, SourceCase, find_dataset_root,
                                          pair_cases, read_array, read_label_on, scan, to_benchmark_ids)
-from harness.errors import CaseFailed, HarnessError
+from harness.errors import CaseFailed, FailureKind, HarnessError
 from harness.imageio import Geometry
 from harness.labelmap import load_shipped_label_map
 
@@ -122,7 +122,7 @@ def split_adrenal(native: np.ndarray, geometry: Geometry, *, image_path: Path,
     """WORD native ids with adrenal components on the patient's right relabelled to the new right id."""
     ids = _ids()
     if (native == ids.adrenal_right).any():
-        raise CaseFailed("unknown_labels", f"case {case_id}: the WORD label already holds id {ids.adrenal_right}, "
+        raise CaseFailed(FailureKind.UNKNOWN_LABELS, f"case {case_id}: the WORD label already holds id {ids.adrenal_right}, "
                                            "which WORD does not define (a file split before?); give the original")
     boxes = ndimage.find_objects(native, max_label=max(ids.adrenal, ids.kidney_left, ids.kidney_right))
     box = boxes[ids.adrenal - 1]
@@ -165,7 +165,7 @@ def _midline(native: np.ndarray, boxes: list, geometry: Geometry, *, image_path:
             kidneys[name] = physical_x(geometry, np.add(ndimage.center_of_mass(native[box] == label), offset))
     if len(kidneys) == 2:
         if kidneys["right"] >= kidneys["left"]:
-            raise CaseFailed("inconsistent_sides",
+            raise CaseFailed(FailureKind.INCONSISTENT_SIDES,
                              f"case {case_id}: the right kidney (WORD id {ids.kidney_right}) lies at x="
                              f"{kidneys['right']:.1f} mm, not on the patient's right of the left kidney (x="
                              f"{kidneys['left']:.1f} mm) in physical LPS coordinates: the label's sides or the "

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from harness.errors import CaseFailed
+from harness.errors import CaseFailed, FailureKind
 from harness.imageio import read_image_approximating
 from harness.runner.engine import Mount
 from harness.runner.protocols.outputs_tree import audit_tree, copy_out, open_folder
@@ -69,7 +69,7 @@ def collect_outputs(job: FlareJob, *, max_bytes: int, keep_dir: Path) -> dict[st
         for case_id, name in job.names.items():
             produced = f"{name}.nii.gz"
             if produced not in present:
-                results[case_id] = CaseFailed("no_output", f"case {case_id}: the container wrote no "
+                results[case_id] = CaseFailed(FailureKind.NO_OUTPUT, f"case {case_id}: the container wrote no "
                                               f"/workspace/outputs/{produced} (input {name}_0000.nii.gz)")
                 continue
             try:

@@ -18,16 +18,13 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from harness.errors import CaseFailed
+from harness.errors import CaseFailed, FailureKind
+from harness.gc_interface import OUTPUT_COMPANION_SUFFIXES, is_output_image, one_image_message
 from harness.imageio import read_image_approximating
 from harness.manifest import InputSocket
 from harness.runner.engine import Mount
 from harness.runner.protocols import metaimage
 from harness.runner.protocols.outputs_tree import audit_tree, copy_out, open_folder, open_subfolder
-
-GC_IMAGE_SUFFIXES = (".mha", ".mhd", ".tif", ".tiff")
-GC_COMPANION_SUFFIXES = (".raw", ".zraw")
-
 
 @dataclass(frozen=True)
 class GcJob:
@@ -89,16 +86,16 @@ def collect_output(job: GcJob, *, relative_path: str, case_id: str, max_bytes: i
         if not entries:
             produced = sorted(tree.files)
             hint = f" (it wrote: {', '.join(produced[:5])})" if produced else ""
-            raise CaseFailed("no_output", f"case {case_id}: Output directory '{relative_path}' is empty{hint}")
-        images = [name for name in entries if name.lower().endswith(GC_IMAGE_SUFFIXES)]
-        others = [name for name in entries if name not in images and not name.lower().endswith(GC_COMPANION_SUFFIXES)]
+            raise CaseFailed(FailureKind.NO_OUTPUT, f"case {case_id}: Output directory '{relative_path}' is empty{hint}")
+        images = [name for name in entries if is_output_image(Path(name))]
+        others = [name for name in entries if name not in images and not name.lower().endswith(OUTPUT_COMPANION_SUFFIXES)]
         if others:
-            raise CaseFailed("unsupported_output", f"case {case_id}: output directory '{relative_path}' holds "
+            raise CaseFailed(FailureKind.UNSUPPORTED_OUTPUT, f"case {case_id}: output directory '{relative_path}' holds "
                              f"{', '.join(others[:5])}: only .mha, .mhd(+.raw/.zraw) or .tif images "
                              "are accepted (Grand-Challenge does not accept NIfTI outputs)")
         if len(images) != 1:
-            raise CaseFailed("too_many_outputs", f"case {case_id}: Only 1 image should be produced in "
-                             f"'{relative_path}', found {len(images)}: {', '.join(images[:5])}")
+            raise CaseFailed(FailureKind.TOO_MANY_OUTPUTS, f"case {case_id}: "
+                             f"{one_image_message([Path(n) for n in images], relative_path=relative_path)}")
         return _keep(folder_fd, images[0], case_id=case_id, relative=f"{relative_path}/{images[0]}", keep_as=keep_as)
     finally:
         if folder_fd is not None:

@@ -19,7 +19,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import CaseFailed, HarnessError
+from harness.errors import CaseFailed, FailureKind, HarnessError
 from harness.text import printable
 
 #: Deepest folder nesting accepted in an output folder (a prediction needs two or three levels).
@@ -71,7 +71,7 @@ def open_folder(root: Path, *, case_id: str) -> int:
     try:
         return os.open(root, _DIR_FLAGS)
     except OSError as exc:
-        raise CaseFailed("no_output", f"case {case_id}: cannot open the output folder: {exc.strerror}") from None
+        raise CaseFailed(FailureKind.NO_OUTPUT, f"case {case_id}: cannot open the output folder: {exc.strerror}") from None
 
 
 def open_subfolder(root_fd: int, relative: str, *, case_id: str) -> int | None:
@@ -83,7 +83,7 @@ def open_subfolder(root_fd: int, relative: str, *, case_id: str) -> int | None:
     try:
         for part in relative.split("/"):
             if part in ("", ".", ".."):
-                raise CaseFailed("unsafe_output_path", f"case {case_id}: output path '{relative}' is not a plain "
+                raise CaseFailed(FailureKind.UNSAFE_OUTPUT_PATH, f"case {case_id}: output path '{relative}' is not a plain "
                                                        "relative path")
             try:
                 child = os.open(part, _DIR_FLAGS, dir_fd=fd)
@@ -91,7 +91,7 @@ def open_subfolder(root_fd: int, relative: str, *, case_id: str) -> int | None:
                 os.close(fd)
                 return None
             except OSError as exc:  # ELOOP: a link; ENOTDIR: a file in the way
-                raise CaseFailed("unsafe_output_path", f"case {case_id}: output '{relative}' is not a folder "
+                raise CaseFailed(FailureKind.UNSAFE_OUTPUT_PATH, f"case {case_id}: output '{relative}' is not a folder "
                                                        f"({exc.strerror})") from None
             os.close(fd)
             fd = child
@@ -128,7 +128,7 @@ def audit_tree(root: Path, *, case_id: str, max_bytes: int, max_depth: int = MAX
             try:
                 fd = _open_chain(root_fd, parts)
             except OSError as exc:
-                raise CaseFailed("unsafe_output_path", f"case {case_id}: cannot open output folder "
+                raise CaseFailed(FailureKind.UNSAFE_OUTPUT_PATH, f"case {case_id}: cannot open output folder "
                                  f"'{_shown('/'.join(parts))}': {exc.strerror}") from None
             try:
                 with os.scandir(fd) as listing:
@@ -136,28 +136,28 @@ def audit_tree(root: Path, *, case_id: str, max_bytes: int, max_depth: int = MAX
                         entries += 1
                         relative = "/".join((*parts, entry.name))
                         if entries > max_entries:
-                            raise CaseFailed("output_too_many_files", f"case {case_id}: outputs hold more than "
+                            raise CaseFailed(FailureKind.OUTPUT_TOO_MANY_FILES, f"case {case_id}: outputs hold more than "
                                              f"{max_entries} files and folders; write only the prediction(s)")
                         if len(os.fsencode(relative)) > max_path_bytes:
-                            raise CaseFailed("output_path_too_long", f"case {case_id}: output path "
+                            raise CaseFailed(FailureKind.OUTPUT_PATH_TOO_LONG, f"case {case_id}: output path "
                                              f"'{_shown(relative)}' is longer than {max_path_bytes} bytes")
                         info = entry.stat(follow_symlinks=False)
                         if stat.S_ISLNK(info.st_mode):
                             target = os.readlink(entry.name, dir_fd=fd)
-                            raise CaseFailed("symlink_in_output", f"case {case_id}: output '{_shown(relative)}' is a "
+                            raise CaseFailed(FailureKind.SYMLINK_IN_OUTPUT, f"case {case_id}: output '{_shown(relative)}' is a "
                                              f"symbolic link (to {_shown(target)}); links are refused, write real files")
                         if stat.S_ISDIR(info.st_mode):
                             if len(parts) + 1 > max_depth:
-                                raise CaseFailed("output_too_deep", f"case {case_id}: output folders nest deeper "
+                                raise CaseFailed(FailureKind.OUTPUT_TOO_DEEP, f"case {case_id}: output folders nest deeper "
                                                  f"than {max_depth} levels (at '{_shown(relative)}')")
                             pending.append((*parts, entry.name))
                         elif stat.S_ISREG(info.st_mode):
                             tree.files[relative] = info.st_size
                             if tree.total_bytes > max_bytes:
-                                raise CaseFailed("output_too_large", f"case {case_id}: outputs exceed the cap of "
+                                raise CaseFailed(FailureKind.OUTPUT_TOO_LARGE, f"case {case_id}: outputs exceed the cap of "
                                                  f"{max_bytes / 1024**2:.0f} MiB")
                         else:
-                            raise CaseFailed("special_file_in_output", f"case {case_id}: output '{_shown(relative)}' "
+                            raise CaseFailed(FailureKind.SPECIAL_FILE_IN_OUTPUT, f"case {case_id}: output '{_shown(relative)}' "
                                              "is not a regular file (devices, fifos and sockets are refused)")
             finally:
                 os.close(fd)
@@ -171,11 +171,11 @@ def open_regular(dir_fd: int, name: str, *, case_id: str, relative: str) -> int:
     try:
         fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
-        raise CaseFailed("unsafe_output_path", f"case {case_id}: cannot open output '{_shown(relative)}': "
+        raise CaseFailed(FailureKind.UNSAFE_OUTPUT_PATH, f"case {case_id}: cannot open output '{_shown(relative)}': "
                                                f"{exc.strerror}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise CaseFailed("special_file_in_output", f"case {case_id}: output '{_shown(relative)}' is not a regular file")
+        raise CaseFailed(FailureKind.SPECIAL_FILE_IN_OUTPUT, f"case {case_id}: output '{_shown(relative)}' is not a regular file")
     os.set_blocking(fd, True)
     return fd
 
