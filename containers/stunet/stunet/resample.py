@@ -29,11 +29,11 @@ labels at once.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy import ndimage
+from torch.nn import functional as F
 
 #: nnU-Net's ``RESAMPLING_SEPARATE_Z_ANISO_THRESHOLD`` (v1) / ``ANISO_THRESHOLD`` (v2).
 ANISOTROPY_THRESHOLD = 3.0
@@ -114,35 +114,41 @@ def resample_image(volume: np.ndarray, *, shape: Sequence[int], axis: int | None
     return np.moveaxis(out, 0, axis)
 
 
-@dataclass(frozen=True)
-class AxisTaps:
-    """For each output index along one axis: the two source indices and the weight of the second."""
+def axis_taps(*, in_size: int, out_size: int, nearest: bool) -> tuple[list[int], list[int], list[float]]:
+    """For each output index along one axis: the two source indices and the weight of the second.
 
-    lower: torch.Tensor
-    upper: torch.Tensor
-    weight: torch.Tensor
+    Linear: ``F.interpolate(align_corners=False)``'s map, source = (k + 0.5) * in/out - 0.5,
+    clamped at 0, upper neighbour clamped to the last index (which is ``ndimage``'s order 1
+    with ``mode='nearest'``). Nearest: :func:`nearest_indices`, weight 0.
+    """
+    if nearest:
+        index = nearest_indices(in_size=in_size, out_size=out_size).tolist()
+        return index, index, [0.0] * out_size
+    scale = in_size / out_size
+    lower, upper, weights = [], [], []
+    for k in range(out_size):
+        source = max((k + 0.5) * scale - 0.5, 0.0)
+        i0 = min(int(source), in_size - 1)
+        i1 = i0 + 1 if i0 < in_size - 1 else i0
+        lower.append(i0)
+        upper.append(i1)
+        weights.append(source - i0 if i1 != i0 else 0.0)
+    return lower, upper, weights
 
-    @classmethod
-    def build(cls, *, in_size: int, out_size: int, nearest: bool) -> "AxisTaps":
-        if nearest:
-            index = torch.from_numpy(nearest_indices(in_size=in_size, out_size=out_size))
-            return cls(index, index, torch.zeros(out_size))
-        scale = in_size / out_size
-        source = torch.clamp((torch.arange(out_size, dtype=torch.float64) + 0.5) * scale - 0.5, min=0.0)
-        lower = torch.clamp(source.floor().long(), max=in_size - 1)
-        upper = torch.clamp(lower + 1, max=in_size - 1)
-        weight = torch.where(upper > lower, source - lower, torch.zeros_like(source))
-        return cls(lower, upper, weight.float())
 
-    def apply(self, tensor: torch.Tensor, dim: int) -> torch.Tensor:
-        """Interpolate ``tensor`` along ``dim`` (linear, or a pure gather when nearest)."""
-        lower = tensor.index_select(dim, self.lower.to(tensor.device))
-        if not bool((self.weight != 0).any()):
-            return lower
-        shape = [1] * tensor.ndim
-        shape[dim] = -1
-        weight = self.weight.to(tensor.device, tensor.dtype).view(shape)
-        return torch.lerp(lower, tensor.index_select(dim, self.upper.to(tensor.device)), weight)
+def _resample_plane(rows: torch.Tensor, *, size: tuple[int, int], nearest_dim: int | None) -> torch.Tensor:
+    """``(C, m, H', W')`` -> ``(C, m, H, W)``: bilinear, or nearest along ``nearest_dim`` (2 or 3) first.
+
+    Picking the nearest rows/columns first leaves that axis at its final size, where the
+    bilinear step is the identity. (``index_select`` along an inner dimension is very slow
+    on CPU, hence the move to the front.)
+    """
+    if nearest_dim is not None and rows.shape[nearest_dim] != size[nearest_dim - 2]:
+        index = torch.from_numpy(nearest_indices(in_size=rows.shape[nearest_dim], out_size=size[nearest_dim - 2]))
+        rows = rows.movedim(nearest_dim, 0)[index.to(rows.device)].movedim(0, nearest_dim)
+    if tuple(rows.shape[-2:]) != tuple(size):
+        rows = F.interpolate(rows.contiguous(), size=tuple(size), mode="bilinear", align_corners=False)
+    return rows
 
 
 def iter_resampled_slabs(
@@ -161,9 +167,8 @@ def iter_resampled_slabs(
     slices still needed are kept.
     """
     depth, height, width = out_shape
-    taps_z = AxisTaps.build(in_size=source_depth, out_size=depth, nearest=nearest_axis == 0)
-    lower, upper, weights = taps_z.lower.tolist(), taps_z.upper.tolist(), taps_z.weight.tolist()
-    plane_taps: list[AxisTaps | None] = [None, None]
+    lower, upper, weights = axis_taps(in_size=source_depth, out_size=depth, nearest=nearest_axis == 0)
+    nearest_dim = nearest_axis + 1 if nearest_axis in (1, 2) else None
     cache: dict[int, torch.Tensor] = {}
     arrived, next_out = 0, 0
     for z0, slab in slabs:
@@ -183,12 +188,7 @@ def iter_resampled_slabs(
                 ],
                 dim=1,
             )
-            for i, (dim, size) in enumerate(((2, height), (3, width))):
-                if rows.shape[dim] != size:
-                    if plane_taps[i] is None:
-                        plane_taps[i] = AxisTaps.build(in_size=rows.shape[dim], out_size=size, nearest=nearest_axis == dim - 1)
-                    rows = plane_taps[i].apply(rows, dim)
-            yield next_out, rows
+            yield next_out, _resample_plane(rows, size=(height, width), nearest_dim=nearest_dim)
             next_out = stop
             if next_out < depth:
                 for index in [i for i in cache if i < lower[next_out]]:
