@@ -107,7 +107,9 @@ def iter_logit_slabs(
     buffer_device: torch.device | None = None,
     buffer_dtype: torch.dtype = torch.float32,
 ) -> Iterator[tuple[int, torch.Tensor]]:
-    """Weighted-average logits of ``volume`` (``(Z, Y, X)``), yielded as ``(z0, (C, n, Y, X))`` slabs.
+    """Weighted average of ``predict``'s tile outputs over ``volume`` (``(Z, Y, X)``), as ``(z0, (C, n, Y, X))`` slabs.
+
+    The outputs are logits (nnU-Net v2) or softmax probabilities (v1): whatever ``predict`` returns.
 
     Slabs come in order, do not overlap and cover ``[0, Z)`` exactly once; each is at
     most ``slab_depth`` slices deep. Works for any size, including axes shorter
