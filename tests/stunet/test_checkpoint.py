@@ -117,3 +117,42 @@ def test_find_checkpoint_ignores_plans_and_needs_exactly_one(tmp_path: Path) -> 
     assert find_checkpoint(tmp_path, name="checkpoint_final.pth") == tmp_path / "checkpoint_final.pth"
     with pytest.raises(CheckpointError, match="does not exist"):
         find_checkpoint(tmp_path, name="other.pth")
+
+
+def test_one_renamed_key_is_refused_naming_both_names(tmp_path: Path, small_model) -> None:
+    """A single renamed tensor (same shape, same count) must not load silently."""
+    weights = dict(small_model.state_dict())
+    weights["conv_blocks_context.2.0.conv2.weights"] = weights.pop("conv_blocks_context.2.0.conv2.weight")
+    original = safe_torch_load(write_v1_checkpoint(tmp_path / "small_ep4k.model", small_model))
+    path = tmp_path / "renamed.model"  # a new file: the original is memory-mapped
+    torch.save({**original, "state_dict": weights}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_stunet(path)
+    message = str(info.value)
+    assert "renamed.model" in message
+    assert "missing keys (1): conv_blocks_context.2.0.conv2.weight" in message
+    assert "unexpected keys (1): conv_blocks_context.2.0.conv2.weights" in message
+    assert "mis-shaped" not in message
+
+
+def test_a_renamed_key_the_size_is_read_from_is_named_too(tmp_path: Path, small_model) -> None:
+    weights = dict(small_model.state_dict())
+    weights["conv_blocks_context.2.0.conv1.weights"] = weights.pop("conv_blocks_context.2.0.conv1.weight")
+    path = tmp_path / "renamed_width.pth"
+    torch.save({"network_weights": weights}, path)
+    with pytest.raises(CheckpointError, match=r"renamed_width\.pth.*'conv_blocks_context\.2\.0\.conv1\.weight' is missing"):
+        load_stunet(path)
+
+
+def test_one_tensor_of_the_wrong_shape_is_refused_naming_it(tmp_path: Path, small_model) -> None:
+    """Every key present, one tensor with one class too few: refused, with both shapes."""
+    weights = dict(small_model.state_dict())
+    weights["seg_outputs.4.bias"] = weights["seg_outputs.4.bias"][:-1].clone()
+    path = tmp_path / "shape.model"
+    torch.save({"state_dict": weights}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_stunet(path)
+    message = str(info.value)
+    assert "shape.model" in message
+    assert "mis-shaped keys (1): seg_outputs.4.bias: checkpoint (104,) vs network (105,)" in message
+    assert "missing keys" not in message and "unexpected keys" not in message

@@ -29,13 +29,14 @@ def test_flare_defaults_and_flags_override_environment() -> None:
 
 
 def test_inference_settings_from_environment() -> None:
-    env = {"STUNET_PATCH_SIZE": "64", "STUNET_STEP": "0.25", "STUNET_TTA": "yes", "STUNET_REORIENT": "0", "STUNET_DEVICE": "cpu", "STUNET_HALF_BUFFER": "off"}
+    env = {"STUNET_PATCH_SIZE": "64", "STUNET_STEP": "0.25", "STUNET_TTA": "yes", "STUNET_REORIENT": "0", "STUNET_DEVICE": "cpu", "STUNET_HALF_BUFFER": "off", "STUNET_PIPELINE": "nnunet-V2"}
     settings = resolve({"protocol": "gc"}, env).settings
     assert settings.patch_size == (64, 64, 64) and settings.step_fraction == 0.25
     assert settings.mirror_tta and not settings.reorient_to_ras and settings.device == "cpu"
-    assert not settings.half_precision_buffer
+    assert not settings.half_precision_buffer and settings.pipeline == "nnunet-v2"
     defaults = resolve({"protocol": "gc"}, {}).settings
     assert defaults.patch_size == (128, 128, 128) and defaults.half_precision_buffer and not defaults.mirror_tta
+    assert defaults.pipeline == "nnunet-v1"
 
 
 @pytest.mark.parametrize(
@@ -47,6 +48,7 @@ def test_inference_settings_from_environment() -> None:
         ({"STUNET_PATCH_SIZE": "32,32"}, "STUNET_PATCH_SIZE"),
         ({"STUNET_PATCH_SIZE": "48"}, "multiples"),
         ({"STUNET_STEP": "half"}, "STUNET_STEP"),
+        ({"STUNET_PIPELINE": "nnunet"}, "pipeline"),
     ],
 )
 def test_bad_values_are_named(env: dict, match: str) -> None:

@@ -10,8 +10,9 @@ torch = pytest.importorskip("torch")
 
 from stunet.checkpoint import random_stunet
 from stunet.errors import ConfigError
-from stunet.inference import InferenceSettings, segment_image
+from stunet.inference import PIPELINES, InferenceSettings, preprocess, segment_array, segment_image, tile_predictor
 from stunet.model import StunetConfig
+from stunet.resample import resample_image, resampled_shape
 
 from .synthetic import ct_like_image
 
@@ -83,8 +84,55 @@ def test_random_small_stunet_runs_on_a_volume_that_is_not_a_multiple_of_the_patc
         ({"patch_size": (32, 32, 16)}, "multiples"),
         ({"step_fraction": 0.0}, "step fraction"),
         ({"target_spacing_mm": (1.5, 0.0, 1.5)}, "target spacing"),
+        ({"pipeline": "nnunet-v3"}, "pipeline"),
     ],
 )
 def test_settings_reject_values_the_network_cannot_use(kwargs, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         InferenceSettings(**kwargs)
+
+
+def test_preprocessing_crops_then_normalises_where_each_nnunet_version_does() -> None:
+    """v1 takes the z-score of the resampled volume, v2 of the original one; both crop to the non-zero box first."""
+    rng = np.random.default_rng(5)
+    array = np.zeros((12, 30, 28), dtype=np.float32)
+    array[2:11, 4:27, 3:25] = rng.normal(100, 50, size=(9, 23, 22))
+    spacing = (3.0, 0.9, 0.9)  # anisotropic: z resampled apart, order 0
+    box = (slice(2, 11), slice(4, 27), slice(3, 25))
+    shape = resampled_shape(shape=(9, 23, 22), spacing_mm=spacing, target_spacing_mm=(1.5,) * 3)
+    for pipeline in PIPELINES:
+        settings = InferenceSettings(patch_size=(32, 32, 32), device="cpu", pipeline=pipeline)
+        got_box, work = preprocess(array, spacing_mm=spacing, settings=settings)
+        assert got_box == box and work.shape == shape and work.dtype == np.float32
+        cropped = array[box]
+        if pipeline == "nnunet-v1":
+            resampled = resample_image(cropped, shape=shape, axis=0)
+            want = (resampled - resampled.mean()) / (resampled.std() + 1e-8)
+        else:
+            normalised = (cropped - cropped.mean()) / cropped.std()
+            want = resample_image(normalised, shape=shape, axis=0)
+        np.testing.assert_allclose(work, want, rtol=1e-4, atol=1e-4)
+
+
+def test_voxels_outside_the_nonzero_box_are_background() -> None:
+    array = np.zeros((10, 20, 20), dtype=np.float32)
+    array[3:8, 5:15, 6:16] = np.random.default_rng(0).normal(0, 1, size=(5, 10, 10))
+    settings = InferenceSettings(patch_size=(32, 32, 32), target_spacing_mm=(3.0, 3.0, 3.0), device="cpu")
+    labels = segment_array(
+        array, spacing_mm=(3.0, 3.0, 3.0), predict=tile_predictor(ThresholdModel(-1e9), device=torch.device("cpu"), settings=settings),
+        num_classes=2, settings=settings, device=torch.device("cpu"),
+    )
+    assert labels[3:8, 5:15, 6:16].all()  # inside the box: everything above the threshold
+    outside = np.ones_like(labels, dtype=bool)
+    outside[3:8, 5:15, 6:16] = False
+    assert not labels[outside].any()
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_v1_averages_softmax_and_v2_logits(pipeline: str) -> None:
+    settings = InferenceSettings(patch_size=(32, 32, 32), device="cpu", pipeline=pipeline, mirror_tta=True)
+    tile = torch.randn(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(0))
+    out = tile_predictor(ThresholdModel(0.5), device=torch.device("cpu"), settings=settings)(tile)
+    logits = ThresholdModel(0.5)(tile)
+    want = torch.softmax(logits, dim=1) if pipeline == "nnunet-v1" else logits
+    torch.testing.assert_close(out, want)

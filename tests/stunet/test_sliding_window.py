@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+from scipy import ndimage
 
 torch = pytest.importorskip("torch")
 
-from stunet.sliding_window import aggregate_logits, gaussian_importance, iter_logit_slabs, tile_starts
+from stunet.sliding_window import aggregate_logits, gaussian_1d, gaussian_importance, iter_logit_slabs, tile_starts
 
 PATCH = (16, 16, 32)
 
@@ -45,17 +47,45 @@ def _naive(volume: torch.Tensor, predict, *, num_classes: int, patch, step: floa
 @pytest.mark.parametrize("size,patch,step", [(100, 32, 0.5), (32, 32, 0.5), (33, 16, 0.5), (50, 16, 0.25), (70, 32, 1.0)])
 def test_tile_starts_cover_the_axis_with_bounded_steps(size: int, patch: int, step: float) -> None:
     starts = tile_starts(size=size, patch=patch, step_fraction=step)
+    # nnU-Net's compute_steps_for_sliding_window, restated.
+    count = int(np.ceil((size - patch) / (patch * step))) + 1
+    actual = (size - patch) / (count - 1) if count > 1 else 99999999999
+    assert starts == [int(np.round(actual * i)) for i in range(count)]
     assert starts[0] == 0 and starts[-1] == size - patch
     assert all(0 < b - a <= patch * step for a, b in zip(starts, starts[1:]))
 
 
-def test_gaussian_peaks_at_the_centre_is_symmetric_and_stays_positive() -> None:
-    g = gaussian_importance((16, 16, 32))
-    assert g.min() > 0
-    assert g[7:9, 7:9, 15:17].min() == g.max()
-    torch.testing.assert_close(g, g.flip(0, 1, 2))
-    # sigma = 16 / 8 = 2 along z: index 0 is 7.5 from the centre, index 8 is 0.5 from it.
-    assert g[0, 8, 16] / g[8, 8, 16] == pytest.approx(math.exp(-(7.5**2 - 0.5**2) / (2 * 2**2)), rel=1e-4)
+def _nnunet_gaussian(patch, fraction: float = 1 / 8) -> np.ndarray:
+    """nnU-Net's recipe: a unit impulse at ``patch // 2`` blurred by ``gaussian_filter(sigma=patch/8)``, max 1,
+    zeros lifted to the smallest non-zero value (in float32, the map's precision in nnU-Net v1)."""
+    impulse = np.zeros(patch)
+    impulse[tuple(p // 2 for p in patch)] = 1
+    blurred = ndimage.gaussian_filter(impulse, [p * fraction for p in patch], 0, mode="constant", cval=0)
+    out = (blurred / blurred.max()).astype(np.float32)
+    out[out == 0] = out[out != 0].min()
+    return out
+
+
+@pytest.mark.parametrize("patch", [(16, 16, 32), (128, 128, 128), (32, 48, 64)])
+def test_gaussian_is_nnunets_importance_map(patch) -> None:
+    g = gaussian_importance(patch)
+    assert g.min() > 0  # no zeros to clip for multiples of 16
+    np.testing.assert_allclose(g.numpy(), _nnunet_gaussian(patch), rtol=1e-5, atol=1e-12)
+    # The peak is at patch // 2, not at the centre (patch - 1) / 2: the map is not symmetric.
+    assert g[tuple(p // 2 for p in patch)] == g.max() == 1
+    assert not torch.equal(g, g.flip(0, 1, 2))
+
+
+def test_gaussian_truncation_and_zero_clipping_follow_scipy() -> None:
+    """An odd patch, where scipy's 4-sigma truncation leaves zeros that nnU-Net lifts to the smallest value."""
+    g1 = gaussian_1d(length=9)  # sigma 1.125, radius int(4.5 + 0.5) = 5: every index is within reach
+    assert g1.min() > 0
+    g1 = gaussian_1d(length=7, sigma_fraction=1 / 16)  # sigma 0.4375, radius 2: index 0 is cut off
+    assert g1[0] == 0 and g1[1] > 0
+    full = gaussian_importance((7, 9, 7), sigma_fraction=1 / 16)
+    reference = _nnunet_gaussian((7, 9, 7), fraction=1 / 16)
+    assert (reference == reference.min()).sum() > 1  # the clipping rule did apply
+    np.testing.assert_allclose(full.numpy(), reference, rtol=1e-5, atol=0)
 
 
 @pytest.mark.parametrize("shape", [(37, 21, 50), (10, 40, 20), (16, 16, 32), (5, 7, 9)])

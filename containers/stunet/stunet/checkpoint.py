@@ -133,7 +133,11 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], *, path: Path) -> Stune
         return StunetConfig(
             dims=tuple(dims), depth=tuple(depth), num_classes=int(head.shape[0]), in_channels=int(stem.shape[1])
         )
-    except (KeyError, ValueError, IndexError) as error:
+    except KeyError as error:
+        raise CheckpointError(
+            f"{path}: these weights are not an STU-Net: key {error} is missing (the network's widths are read from it)"
+        ) from None
+    except (ValueError, IndexError) as error:
         raise CheckpointError(f"{path}: these weights are not an STU-Net (cannot read its widths: {error})") from None
 
 

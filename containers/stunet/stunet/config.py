@@ -16,7 +16,8 @@ Variables (flags of the same meaning win over them):
 - ``STUNET_RANDOM_WEIGHTS=1``: tests only; seeded random ``small`` weights when no checkpoint exists.
 - ``STUNET_PATCH_SIZE`` (``128`` or ``z,y,x``), ``STUNET_STEP``, ``STUNET_TTA``,
   ``STUNET_TARGET_SPACING_MM``, ``STUNET_DEVICE``, ``STUNET_MIXED_PRECISION``, ``STUNET_REORIENT``,
-  ``STUNET_HALF_BUFFER`` (accumulate tile logits in float16, default 1).
+  ``STUNET_HALF_BUFFER`` (accumulate tile logits in float16, default 1), ``STUNET_PIPELINE``
+  (``nnunet-v1``, the default and what the official checkpoints were evaluated with, or ``nnunet-v2``).
 """
 
 from __future__ import annotations
@@ -112,6 +113,8 @@ def resolve(options: Mapping[str, str | None], environ: Mapping[str, str]) -> Ru
     ):
         if (value := pick(option, variable)) is not None:
             settings_kwargs[key] = parse_bool(value, name=variable)
+    if value := pick("pipeline", "STUNET_PIPELINE"):
+        settings_kwargs["pipeline"] = value.strip().lower()
     if value := pick("device", "STUNET_DEVICE"):
         settings_kwargs["device"] = value
 

@@ -1,9 +1,16 @@
-"""One image in, one label image out, as the TotalSegmentator plan (nnU-Net v1, Task101) does it.
+"""One image in, one label image out, as nnU-Net runs the TotalSegmentator plan (v1, Task101).
 
-Pipeline: canonical RAS voxel order -> 1.5 mm isotropic (trilinear) -> per-image
-z-score -> 128^3 sliding window, step 0.5, Gaussian weighting, optional mirror TTA,
-fp16 autocast on GPU -> logits streamed back to the input grid -> argmax -> the
-input's own voxel order and geometry (size, spacing, origin, direction).
+Pipeline (``pipeline="nnunet-v1"``, the default, is what nnU-Net v1 does with the official
+``.model`` checkpoints): canonical RAS voxel order (as TotalSegmentator feeds nnU-Net) ->
+crop to the non-zero bounding box -> 1.5 mm, order-3 spline with the separate-z rule ->
+per-image z-score -> 128^3 sliding window, step 0.5, Gaussian weighting, optional mirror
+TTA, fp16 autocast on GPU; the tiles' **softmax** is averaged -> probabilities back to the
+cropped grid (order 1, order 0 along a separate axis) -> argmax -> un-crop -> the input's
+own voxel order and geometry.
+
+``pipeline="nnunet-v2"`` does what nnU-Net v2's predictor does instead: the z-score is taken
+*before* resampling (statistics of the original grid) and **logits** are averaged and
+resampled. Every other step is the same in both.
 
 Memory stays bounded (no full-resolution 105-channel volume exists): see
 :mod:`stunet.sliding_window` and :mod:`stunet.resample`.
@@ -22,10 +29,12 @@ import torch
 from .errors import ConfigError, InputError
 from .model import PATCH_DIVISOR
 from .orientation import AxisTransform, to_ras
-from .resample import iter_label_slabs, resample_volume, resampled_shape
+from .resample import iter_label_slabs, nonzero_bbox, resample_image, resampled_shape, separate_axis
 from .sliding_window import TilePredictor, iter_logit_slabs
 
+#: nnU-Net v1 divides by ``std + 1e-8`` (``GenericPreprocessor``), v2 by ``max(std, 1e-8)`` (``ZScoreNormalization``).
 NORMALIZATION_EPS = 1e-8
+PIPELINES = ("nnunet-v1", "nnunet-v2")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,8 +57,11 @@ class InferenceSettings:
     slab_depth: int = 8
     out_chunk: int = 4
     mirror_axes: tuple[int, ...] = field(default=(0, 1, 2))
+    pipeline: str = "nnunet-v1"
 
     def __post_init__(self) -> None:
+        if self.pipeline not in PIPELINES:
+            raise ConfigError(f"pipeline {self.pipeline!r} is not one of {', '.join(PIPELINES)}")
         if len(self.patch_size) != 3 or any(p % d for p, d in zip(self.patch_size, PATCH_DIVISOR)) or min(self.patch_size) < 1:
             raise ConfigError(f"patch size {self.patch_size} must be 3 positive multiples of {PATCH_DIVISOR} (z, y, x)")
         if not 0 < self.step_fraction <= 1:
@@ -71,11 +83,13 @@ class InferenceSettings:
 def tile_predictor(
     model: Callable[[torch.Tensor], torch.Tensor], *, device: torch.device, settings: InferenceSettings
 ) -> TilePredictor:
-    """Wrap the network: autocast on CUDA, optional mirror TTA averaging logits, float32 out.
+    """Wrap the network: autocast on CUDA, softmax (nnU-Net v1) or logits (v2), optional mirror TTA, float32 out.
 
     Mirror TTA is off by default: TotalSegmentator's models were trained without
-    mirroring because flips swap left and right organs.
+    mirroring because flips swap left and right organs. With TTA the passes' outputs
+    (softmax or logits, as the pipeline says) are averaged, as nnU-Net does.
     """
+    softmax = settings.pipeline == "nnunet-v1"
     autocast = settings.mixed_precision and device.type == "cuda"
     flip_sets: list[tuple[int, ...]] = [()]
     if settings.mirror_tta:
@@ -83,9 +97,10 @@ def tile_predictor(
         flip_sets = [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
 
     def one_pass(tile: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
-        if not dims:
-            return model(tile).float()
-        return torch.flip(model(torch.flip(tile, dims)).float(), dims)
+        out = (model(torch.flip(tile, dims)) if dims else model(tile)).float()
+        if softmax:
+            out = torch.softmax(out, dim=1)
+        return torch.flip(out, dims) if dims else out
 
     def predict(tile: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=autocast):
@@ -97,11 +112,33 @@ def tile_predictor(
     return predict
 
 
-def zscore_(volume: torch.Tensor) -> torch.Tensor:
-    """Per-image z-score over the whole volume, in place (the plan's scheme for every modality)."""
-    mean = volume.mean(dtype=torch.float64)
-    std = volume.std(correction=0) if volume.numel() > 1 else torch.zeros((), device=volume.device)
-    return volume.sub_(float(mean)).div_(float(std) + NORMALIZATION_EPS)
+def zscore(volume: np.ndarray, *, pipeline: str) -> np.ndarray:
+    """Per-image z-score over the whole (cropped) volume in float32, as the plan does for every modality.
+
+    nnU-Net v1's ``GenericPreprocessor`` divides by ``std + 1e-8``; v2's ``ZScoreNormalization``
+    by ``max(std, 1e-8)``. Statistics are numpy's float32 ``mean``/``std``, as in both.
+    """
+    volume = volume.astype(np.float32, copy=False)
+    mean, std = volume.mean(), volume.std()
+    scale = std + NORMALIZATION_EPS if pipeline == "nnunet-v1" else max(std, NORMALIZATION_EPS)
+    return ((volume - mean) / scale).astype(np.float32, copy=False)
+
+
+def preprocess(
+    array: np.ndarray, *, spacing_mm: tuple[float, float, float], settings: InferenceSettings
+) -> tuple[tuple[slice, ...], np.ndarray]:
+    """nnU-Net's preprocessing: crop to the non-zero box, resample (order 3, separate-z rule), z-score.
+
+    Returns the crop box and the network-grid volume. v1 normalises after resampling,
+    v2 before (so v2's statistics are those of the original grid).
+    """
+    box = nonzero_bbox(array)
+    cropped = np.asarray(array[box], dtype=np.float32)
+    work_shape = resampled_shape(shape=cropped.shape, spacing_mm=spacing_mm, target_spacing_mm=settings.target_spacing_mm)
+    axis = separate_axis(spacing_mm, settings.target_spacing_mm)
+    if settings.pipeline == "nnunet-v2":
+        return box, resample_image(zscore(cropped, pipeline=settings.pipeline), shape=work_shape, axis=axis)
+    return box, zscore(resample_image(cropped, shape=work_shape, axis=axis), pipeline=settings.pipeline)
 
 
 def segment_array(
@@ -113,14 +150,17 @@ def segment_array(
     settings: InferenceSettings,
     device: torch.device,
 ) -> np.ndarray:
-    """Labels (``uint8``, same shape) of a ``(z, y, x)`` array with spacing in the same axis order."""
+    """Labels (``uint8``, same shape) of a ``(z, y, x)`` array with spacing in the same axis order.
+
+    Voxels outside the non-zero box are background (label 0), as in nnU-Net's export.
+    """
     if array.ndim != 3:
         raise InputError(f"expected a 3-D image, got an array of shape {array.shape}")
     if num_classes > 256:
         raise ConfigError(f"{num_classes} classes do not fit a uint8 label image")
-    volume = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(device)
-    work_shape = resampled_shape(shape=array.shape, spacing_mm=spacing_mm, target_spacing_mm=settings.target_spacing_mm)
-    volume = zscore_(resample_volume(volume, shape=work_shape).contiguous())
+    box, work = preprocess(array, spacing_mm=spacing_mm, settings=settings)
+    volume = torch.from_numpy(work).to(device)
+    del work
     slabs = iter_logit_slabs(
         volume,
         predict,
@@ -130,9 +170,15 @@ def segment_array(
         slab_depth=settings.slab_depth,
         buffer_dtype=torch.float16 if settings.half_precision_buffer else torch.float32,
     )
+    # The export's separate axis: v1 asks the original spacing first, v2 the network's.
+    target = settings.target_spacing_mm
+    nearest_axis = separate_axis(spacing_mm, target) if settings.pipeline == "nnunet-v1" else separate_axis(target, spacing_mm)
     labels = np.zeros(array.shape, dtype=np.uint8)
-    for k0, chunk in iter_label_slabs(slabs, source_depth=work_shape[0], out_shape=array.shape, out_chunk=settings.out_chunk):
-        labels[k0 : k0 + chunk.shape[0]] = chunk.cpu().numpy()
+    inside = labels[box]
+    for k0, chunk in iter_label_slabs(
+        slabs, source_depth=volume.shape[0], out_shape=inside.shape, nearest_axis=nearest_axis, out_chunk=settings.out_chunk
+    ):
+        inside[k0 : k0 + chunk.shape[0]] = chunk.cpu().numpy()
     return labels
 
 

@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--step", help="STUNET_STEP: sliding-window step as a fraction of the patch (0.5)")
     parser.add_argument("--tta", help="STUNET_TTA: 1 for mirror test-time augmentation (default 0)")
     parser.add_argument("--device", help="STUNET_DEVICE: cpu or cuda (default: cuda when available)")
+    parser.add_argument("--pipeline", help="STUNET_PIPELINE: nnunet-v1 (default: softmax averaged and resampled) or nnunet-v2 (logits)")
     parser.add_argument("--random-weights", help=argparse.SUPPRESS)
     return parser
 

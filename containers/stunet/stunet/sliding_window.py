@@ -6,10 +6,11 @@ axis; once a row is done, every slice before the next row's start is final and
 is handed out, so only one tile row (patch depth x height x width x classes) is
 ever held.
 
-Conventions follow nnU-Net: tile starts spread evenly with at most
-``step_fraction * patch`` voxels between them, a Gaussian importance map with
-sigma = patch/8 (its scale cancels in the weighted average), and zero padding (the mean after
-z-scoring) of axes shorter than the patch, split evenly between both sides.
+Conventions follow nnU-Net (``compute_steps_for_sliding_window``, ``compute_gaussian``,
+``pad_nd_image``): tile starts spread evenly with at most ``step_fraction * patch`` voxels
+between them, rounded half to even; a Gaussian importance map with sigma = patch/8 peaking
+at ``patch // 2`` (its scale cancels in the weighted average); zero padding (the mean after
+z-scoring) of axes shorter than the patch, the odd voxel after.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch.nn import functional as F
+
+#: nnU-Net's importance map: sigma = patch / 8, kernel truncated at 4 sigma (scipy's default).
+SIGMA_FRACTION, GAUSSIAN_TRUNCATE = 1 / 8, 4.0
 
 TilePredictor = Callable[[torch.Tensor], torch.Tensor]
 """Maps a ``(1, 1, pz, py, px)`` tile to ``(1, C, pz, py, px)`` logits."""
@@ -37,23 +41,42 @@ def tile_starts(*, size: int, patch: int, step_fraction: float) -> list[int]:
     return [int(round(i * step)) for i in range(count)]
 
 
-def gaussian_1d(*, length: int, sigma_fraction: float = 1 / 8, device: torch.device | None = None) -> torch.Tensor:
-    """One axis of the separable importance map, symmetric about the patch centre ``(length - 1) / 2``.
+def gaussian_1d(*, length: int, sigma_fraction: float = SIGMA_FRACTION, device: torch.device | None = None) -> torch.Tensor:
+    """One axis of nnU-Net's importance map: peak 1 at index ``length // 2``, sigma ``length / 8``.
 
-    Separable on purpose: the sum of all tiles' weights is then the outer product
-    of three 1-D sums, so no full-size weight volume has to be stored, and each
-    tile's weights can be divided by that sum up front (see :func:`iter_logit_slabs`).
+    nnU-Net builds the map by ``scipy.ndimage.gaussian_filter`` of a unit impulse at
+    ``length // 2`` (so it is *not* symmetric about the patch centre for even lengths),
+    scaled to a maximum of 1; the filter's kernel ends at ``int(4 * sigma + 0.5)`` voxels
+    (``truncate=4``), beyond which the map is 0. The separable product of these axes is
+    that map exactly.
+
+    Separable on purpose: the sum of all tiles' weights is then the outer product of
+    three 1-D sums, so no full-size weight volume has to be stored, and each tile's
+    weights can be divided by that sum up front (see :func:`iter_logit_slabs`).
     """
-    centre = (length - 1) / 2
-    sigma = max(length * sigma_fraction, 1e-3)
+    centre = length // 2
+    sigma = length * sigma_fraction
+    radius = int(GAUSSIAN_TRUNCATE * sigma + 0.5)
     x = torch.arange(length, dtype=torch.float64, device=device)
-    return torch.exp(-((x - centre) ** 2) / (2 * sigma**2)).float()
+    values = torch.exp(-((x - centre) ** 2) / (2 * sigma**2)) if sigma > 0 else (x == centre).double()
+    values[(x - centre).abs() > radius] = 0.0
+    return values.float()
 
 
-def gaussian_importance(patch_size: Sequence[int], *, device: torch.device | None = None) -> torch.Tensor:
-    """The ``(pz, py, px)`` importance map: a centred Gaussian with sigma = patch/8."""
-    gz, gy, gx = (gaussian_1d(length=p, device=device) for p in patch_size)
-    return gz[:, None, None] * gy[None, :, None] * gx[None, None, :]
+def gaussian_importance(
+    patch_size: Sequence[int], *, sigma_fraction: float = SIGMA_FRACTION, device: torch.device | None = None
+) -> torch.Tensor:
+    """The full ``(pz, py, px)`` map with nnU-Net's rule for zeros: they become the smallest non-zero value.
+
+    (nnU-Net does this so that no voxel is divided by a zero weight sum.) For the
+    patch sizes this package accepts (multiples of 16) no value is zero in float32.
+    """
+    gz, gy, gx = (gaussian_1d(length=p, sigma_fraction=sigma_fraction, device=device) for p in patch_size)
+    full = gz[:, None, None] * gy[None, :, None] * gx[None, None, :]
+    zero = full == 0
+    if bool(zero.any()):
+        full[zero] = full[~zero].min()
+    return full
 
 
 def _axis_weight_sum(*, size: int, patch: int, starts: Sequence[int], device: torch.device) -> torch.Tensor:
@@ -84,7 +107,9 @@ def iter_logit_slabs(
     buffer_device: torch.device | None = None,
     buffer_dtype: torch.dtype = torch.float32,
 ) -> Iterator[tuple[int, torch.Tensor]]:
-    """Weighted-average logits of ``volume`` (``(Z, Y, X)``), yielded as ``(z0, (C, n, Y, X))`` slabs.
+    """Weighted average of ``predict``'s tile outputs over ``volume`` (``(Z, Y, X)``), as ``(z0, (C, n, Y, X))`` slabs.
+
+    The outputs are logits (nnU-Net v2) or softmax probabilities (v1): whatever ``predict`` returns.
 
     Slabs come in order, do not overlap and cover ``[0, Z)`` exactly once; each is at
     most ``slab_depth`` slices deep. Works for any size, including axes shorter
@@ -114,6 +139,8 @@ def iter_logit_slabs(
     (pz, py, px), (zp, yp, xp) = patch_size, volume.shape
     starts = [tile_starts(size=s, patch=p, step_fraction=step_fraction) for s, p in zip(volume.shape, patch_size)]
     gaussians = [gaussian_1d(length=p, device=buffer_device) for p in patch_size]
+    if any(bool((g == 0).any()) for g in gaussians):
+        raise ValueError(f"patch {tuple(patch_size)} gives zero importance weights; use multiples of 16")
     norms = [
         _axis_weight_sum(size=s, patch=p, starts=st, device=buffer_device)
         for s, p, st in zip(volume.shape, patch_size, starts)
