@@ -14,7 +14,7 @@ def _settings(args: argparse.Namespace):
     from metrics import EmptyPolicy
 
     from harness.results import METRIC_NAMES
-    from harness.scoring import ScoreSettings
+    from harness.scoring.case import ScoreSettings
 
     unknown = [m for m in args.metrics if m not in METRIC_NAMES]
     if unknown:
@@ -30,7 +30,7 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from harness.labelmap import build_mapping, resolve_label_map
-    from harness.scoring import CaseJob, score_files
+    from harness.scoring.case import CaseJob, score_files
     from harness.summary import case_table
 
     job = CaseJob(case_id=args.pred.name, gt_path=args.gt, pred_path=args.pred,
@@ -51,11 +51,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from harness.evaluate import evaluate_folder
+    from harness.scoring.evaluate import evaluate_folder
     from harness.labelmap import build_mapping, resolve_label_map
     from harness.manifest import load_benchmark, resolve_data_root
     from harness.results import ResultsStore
-    from harness.scoring_pool import default_workers
+    from harness.scoring.pool import default_workers
     from harness.summary import results_table
     from harness.taxonomy import load_taxonomy
 
@@ -96,7 +96,7 @@ def _default_benchmark(data_root=None) -> str:
 
 def cmd_data(args: argparse.Namespace) -> int:
     if args.data_command in ("prepare", "verify"):
-        from harness.data.prepare.cli import run as run_prepare
+        from harness.cli.data import run as run_prepare
 
         return run_prepare(args)
     if args.data_command == "synth":
@@ -172,7 +172,7 @@ def run_request(args: argparse.Namespace):
     """The RunRequest of `harness run`'s flags."""
     from harness.manifest import resolve_data_root
     from harness.runner.run import RunRequest
-    from harness.scoring_pool import default_workers
+    from harness.scoring.pool import default_workers
 
     data_root = resolve_data_root(args.data_root)
     return RunRequest(image=args.image, image_tar=args.image_tar, out_dir=args.out,

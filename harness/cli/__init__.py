@@ -154,11 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     listing = data_sub.add_parser("list", help="list the test sets of a benchmark")
     listing.add_argument("--benchmark", default=None)
     listing.add_argument("--data-root", default=None, help="a prepared data root: list its manifests")
-    from harness.data.prepare.cli import register as register_prepare
+    from harness.cli.data import register as register_prepare
 
     register_prepare(data_sub)
 
-    from harness.publish.cli import register as register_publish
+    from harness.cli.publish import register as register_publish
 
     register_publish(sub)
 

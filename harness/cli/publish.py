@@ -120,8 +120,8 @@ def run_gc_evaluate(args: argparse.Namespace) -> int:
     from harness.labelmap import build_mapping, resolve_label_map
     from harness.publish.gc_evaluate import evaluate_predictions
     from harness.results import METRIC_NAMES
-    from harness.scoring import ScoreSettings
-    from harness.scoring_pool import default_workers
+    from harness.scoring.case import ScoreSettings
+    from harness.scoring.pool import default_workers
 
     wanted = [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = [m for m in wanted if m not in METRIC_NAMES]

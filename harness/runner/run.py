@@ -35,7 +35,7 @@ from harness.runner.images import (DEFAULT_FLARE_COMMAND, DEFAULT_OUTPUT_RELATIV
 from harness.runner.metering import GpuSampler, nvml_available
 from harness.runner.protocols import flare, gc
 from harness.runner.sandbox import SandboxPolicy
-from harness.scoring import CaseJob, ScoreSettings
+from harness.scoring.case import CaseJob, ScoreSettings
 from harness.taxonomy import load_taxonomy
 
 

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from harness.data.prepare import cli
+from harness.cli import data as cli
 from harness.errors import HarnessError
 
 from tests.data import sources as src

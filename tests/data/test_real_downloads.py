@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from harness.data.prepare import cli, prepare
+from harness.cli import data as cli
+from harness.data.prepare import prepare
 from harness.errors import CaseFailed, HarnessError
 from harness.imageio import Geometry, read_header_approximating, read_image, read_image_approximating
 from harness.manifest import load_benchmark, load_manifest_file, sha256_file
@@ -113,7 +114,7 @@ def test_run_staging_converts_such_a_file_for_the_container(tmp_path):
 
 def test_evaluate_scores_against_a_ground_truth_with_such_a_header(tmp_path):
     from harness.labelmap import shipped_mapping
-    from harness.scoring import CaseJob, score_files
+    from harness.scoring.case import CaseJob, score_files
 
     geometry = src.grid("ras")
     truth = src.expected_labels(geometry)

@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 import pytest
 
-from harness.data.prepare import cli
+from harness.cli import data as cli
 from harness.data.verify import verify
 from harness.errors import HarnessError
 from harness.imageio import Geometry

@@ -8,7 +8,7 @@ from harness.jsonio import read_json
 from harness.labelmap import shipped_mapping
 from harness.publish.gc_evaluate import PredictionsError, evaluate_predictions
 from harness.publish.gc_ground_truth import GroundTruthError, image_stem, load_ground_truth
-from harness.scoring import ScoreSettings
+from harness.scoring.case import ScoreSettings
 from tests.publish.conftest import run_cli
 from tests.publish.gc_layout import RELATIVE_PATH, make_gc_layout
 
