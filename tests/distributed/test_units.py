@@ -9,7 +9,7 @@ import pytest
 
 from harness.distributed import datacheck
 from harness.cli import build_parser
-from harness.commands import wants_distributed
+from harness.cli.run import wants_distributed
 from harness.distributed.cluster import parse_cluster
 from harness.distributed.errors import DataRootMismatch, DockerMissingOnWorker
 from harness.distributed.runner import container_resources

@@ -83,7 +83,7 @@ def publish_parser():
 
 def run_cli(*argv: str) -> int:
     args = publish_parser().parse_args(list(argv))
-    return args.publish_command(args)
+    return args.func(args)
 
 
 @pytest.fixture(scope="session")
