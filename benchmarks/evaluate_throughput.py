@@ -111,7 +111,7 @@ def evaluate_seconds(manifest: Manifest, root: Path, predictions: Path, out: Pat
 
 def profile_one(manifest: Manifest, root: Path, predictions: Path) -> str:
     from harness.labelmap import build_mapping, resolve_label_map
-    from harness.scoring import CaseJob, score_files
+    from harness.scoring.case import CaseJob, score_files
 
     case = manifest.cases[0]
     job = CaseJob(case_id=case.case_id, gt_path=root / case.label, pred_path=predictions / f"{case.case_id}.nii.gz",

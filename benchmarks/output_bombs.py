@@ -34,7 +34,7 @@ path = Path({path!r})
 try:
     if {ours!r}:
         from harness.imageio import Geometry
-        from harness.outputs import read_prediction
+        from harness.scoring.outputs import read_prediction
         read_prediction(path, case_id="bench", reference=Geometry.of(sitk.ReadImage({reference!r})))
     else:
         sitk.ReadImage(str(path))

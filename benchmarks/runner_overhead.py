@@ -42,13 +42,13 @@ from harness.data.synth import synthesize  # noqa: E402
 from harness.imageio import Geometry, label_array, read_image  # noqa: E402
 from harness.labelmap import build_mapping  # noqa: E402
 from harness.manifest import case_file, load_benchmark  # noqa: E402
-from harness.outputs import check_gc_pixel_type, check_geometry, prediction_in_benchmark_ids, read_prediction  # noqa: E402
+from harness.scoring.outputs import check_gc_pixel_type, check_geometry, prediction_in_benchmark_ids, read_prediction  # noqa: E402
 from harness.results import ResultsStore, ok_record  # noqa: E402
 from harness.runner import engine  # noqa: E402
 from harness.runner.images import (DEFAULT_OUTPUT_RELATIVE_PATH, LABEL_OUTPUT_PATH, declared_label_map,  # noqa: E402
                                    inspect_image)
 from harness.runner.protocols.gc import collect_output, stage_case  # noqa: E402
-from harness.scoring import ScoreSettings  # noqa: E402
+from harness.scoring.case import ScoreSettings  # noqa: E402
 from harness.taxonomy import load_taxonomy  # noqa: E402
 
 DATASETS = ["btcv", "word", "amos_mr"]

@@ -59,7 +59,7 @@ def _warm(source) -> str:
 def dask_cluster(workers: int, tarball: Path, root: Path, out: Path, cases: int) -> tuple[float, float, int]:
     from harness.distributed.cluster import dask_client
     from harness.distributed.runner import DaskExecutor, prepare_image
-    from harness.distributed.worker import register_state
+    from harness.distributed.tasks import register_state
 
     run_request = request(image=None, image_tar=tarball, root=root, out=out, cases=cases)
     started = time.perf_counter()

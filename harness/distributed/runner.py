@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.atomic import atomic_write
-from harness.distributed import worker as tasks
+from harness.distributed import tasks
 from harness.distributed.datacheck import DataExpectation, build_expectation
-from harness.distributed.worker import FlareSetTask, GcCaseTask, ImageSource, ResolveTask, ScoreTask
+from harness.distributed.tasks import FlareSetTask, GcCaseTask, ImageSource, ResolveTask, ScoreTask
 from harness.errors import ClusterError, DockerUnavailable, HarnessError, ImageNotAvailable, WorkerError
 from harness.manifest import Manifest
 from harness.runner import engine
@@ -40,7 +40,7 @@ from harness.runner.images import check_tarball, inspect_image
 from harness.runner.layout import OutLayout
 from harness.runner.run import ResolvedSubmission, RunRequest
 from harness.runner.sandbox import SandboxPolicy
-from harness.scoring import CaseJob
+from harness.scoring.case import CaseJob
 
 CONTAINER_RESOURCE = "CONTAINER"
 GPU_RESOURCE = "GPU"

@@ -37,8 +37,8 @@ from harness.publish import bootstrap
 from harness.publish.bootstrap import MIN_RESAMPLES
 from harness.publish.gc_ground_truth import INDEX_NAME, GroundTruth, GroundTruthCase, load_ground_truth
 from harness.results import RANKED_METRICS, ResultsStore, case_mean, failed_record, mean_or_none
-from harness.scoring import CaseJob, ScoreSettings
-from harness.scoring_pool import ScoringPool
+from harness.scoring.case import CaseJob, ScoreSettings
+from harness.scoring.pool import ScoringPool
 from harness.taxonomy import load_taxonomy
 
 PREDICTIONS_NAME = "predictions.json"

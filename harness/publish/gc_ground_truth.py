@@ -28,7 +28,6 @@ root, naming the images with opaque, stable UUIDs so that algorithms cannot tell
 
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import hmac
@@ -158,7 +157,7 @@ def load_ground_truth(root: Path, *, benchmark: str | None = None) -> GroundTrut
     if not index_path.is_file():
         raise GroundTruthError(f"no {INDEX_NAME} in the ground truth folder {root}: the ground-truth tarball must hold "
                                "the index (see containers/evaluation/README.md, or build it with "
-                               "`python -m harness.publish.gc_ground_truth`)")
+                               "`harness gc-ground-truth`)")
     document = read_json(index_path)
     errors = sorted(jsonschema.Draft202012Validator(INDEX_SCHEMA).iter_errors(document), key=lambda e: e.path)
     if errors:
@@ -245,33 +244,3 @@ def build_ground_truth(*, manifests: list[Manifest], data_root: Path, benchmark:
     write_json_atomic(gt_dir / INDEX_NAME, index)
     load_ground_truth(gt_dir, benchmark=benchmark)  # what we wrote must load
     return index
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m harness.publish.gc_ground_truth`: prepare the ground-truth tarball and archive images."""
-    from harness.manifest import default_benchmark, load_benchmark, resolve_data_root
-
-    parser = argparse.ArgumentParser(prog="python -m harness.publish.gc_ground_truth", description=main.__doc__)
-    parser.add_argument("--benchmark", default=None,
-                        help="manifest set (default: $AEVAL_BENCHMARK, the data root's prepared manifests, else a-eval)")
-    parser.add_argument("--data-root", default=None, help="where the test data lies (else $AEVAL_DATA_ROOT)")
-    parser.add_argument("--datasets", default=None, help="only these test sets (comma-separated)")
-    parser.add_argument("--out", required=True, type=Path, help="writes OUT/ground_truth/ and OUT/archive_images/")
-    args = parser.parse_args(argv)
-    keys = [k.strip() for k in args.datasets.split(",")] if args.datasets else None
-    try:
-        data_root = resolve_data_root(args.data_root)
-        benchmark = args.benchmark or default_benchmark(data_root)
-        index = build_ground_truth(manifests=load_benchmark(benchmark, keys=keys), data_root=data_root,
-                                   benchmark=benchmark, out=args.out)
-    except HarnessError as error:
-        print(f"error: {error}")
-        return error.exit_code
-    print(f"{len(index['cases'])} cases: upload {args.out / 'archive_images'} to the phase's archive; "
-          f"tar the contents of {args.out / 'ground_truth'} as the ground truth "
-          f"(tar -C {args.out / 'ground_truth'} -czf ground_truth.tar.gz .)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -21,7 +21,7 @@ from harness.manifest import InputSocket
 if TYPE_CHECKING:
     from harness.manifest import Case, Manifest
     from harness.runner.run import ContainerResult, ResolvedSubmission, RunRequest
-    from harness.scoring import CaseJob
+    from harness.scoring.case import CaseJob
 
 
 @dataclass(frozen=True)

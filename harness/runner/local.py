@@ -25,8 +25,8 @@ from harness.runner.layout import OutLayout
 from harness.runner.metering import nvml_available
 from harness.runner.run import (ENGINE_SLOT, ResolvedSubmission, RunRequest, model_mounts, resolve_submission,
                                 run_flare_set, run_gc_case)
-from harness.scoring import CaseJob
-from harness.scoring_pool import ScoringPool
+from harness.scoring.case import CaseJob
+from harness.scoring.pool import ScoringPool
 
 #: Container steps in flight: one runs, one stages (more would only hold more staged inputs on disk).
 CONTAINER_THREADS = 2

@@ -34,7 +34,7 @@ from harness.runner.metering import GpuSampler
 from harness.runner.protocols import flare, gc
 from harness.runner.protocols.outputs_tree import check_output_relative_path, remove_tree
 from harness.runner.sandbox import SandboxPolicy
-from harness.scoring import CaseJob, ScoreSettings
+from harness.scoring.case import CaseJob, ScoreSettings
 from harness.taxonomy import load_taxonomy
 
 
@@ -138,8 +138,8 @@ def write_log(path: Path, outcome: engine.RunOutcome) -> None:
                       "\n# stderr (last 500 lines)\n" + "\n".join(outcome.stderr_tail) + "\n")
 
 
-def publish(produced: Path, folder: Path) -> Path:
-    """Copy a kept output into `folder` under its own name, atomically (temp name, then rename).
+def keep_prediction(produced: Path, folder: Path) -> Path:
+    """Copy a collected prediction into `folder` (OUT/predictions/<set>) under its own name, atomically.
 
     OUT may be shared storage written by several machines: a reader never sees half a file, and a
     task that runs twice (a worker presumed dead) replaces the file whole with the same content.
@@ -193,7 +193,7 @@ def run_gc_case(*, image_id: str, policy: SandboxPolicy, case_id: str, image_pat
             raise failure
         kept = gc.collect_output(job, relative_path=output_relative_path, case_id=case_id,
                                  max_bytes=policy.output_max_bytes, keep_as=scratch / "kept" / case_id)
-        return ContainerResult(case_id=case_id, prediction=publish(kept, predictions_dir), runtime=runtime)
+        return ContainerResult(case_id=case_id, prediction=keep_prediction(kept, predictions_dir), runtime=runtime)
     except CaseFailed as failure:
         return ContainerResult.failed(case_id, failure, runtime)
     except HarnessError:
@@ -225,7 +225,7 @@ def run_flare_set(*, image_id: str, policy: SandboxPolicy, key: str, command: st
             if isinstance(result, CaseFailed):
                 results.append(ContainerResult.failed(case_id, failure or result, runtime))
             else:
-                results.append(ContainerResult(case_id=case_id, prediction=publish(result, predictions_dir),
+                results.append(ContainerResult(case_id=case_id, prediction=keep_prediction(result, predictions_dir),
                                                runtime=runtime))
         return results
     except HarnessError:

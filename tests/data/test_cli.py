@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 
-from harness.data.prepare import cli
+from harness.cli import build_parser
 from harness.errors import HarnessError
 
 from tests.data import sources as src
 
 
 def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="harness data")
-    cli.register(parser.add_subparsers(dest="data_command", required=True))
-    return cli.run(parser.parse_args([*argv, "--no-progress"]))
+    """`harness data ARGV --no-progress` as the command dispatches it (a HarnessError propagates)."""
+    args = build_parser().parse_args(["data", *argv, "--no-progress"])
+    return args.func(args)
 
 
 def test_prepare_then_verify_exit_zero(tmp_path, capsys):

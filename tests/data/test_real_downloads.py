@@ -3,14 +3,13 @@ labels, FLARE22's Testing/ folder, AMOS's 100 validation CTs, and the release ea
 
 from __future__ import annotations
 
-import argparse
-
 import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from harness.data.prepare import cli, prepare
+from harness.cli import build_parser
+from harness.data.prepare import prepare
 from harness.errors import CaseFailed, HarnessError
 from harness.imageio import Geometry, read_header_approximating, read_image, read_image_approximating
 from harness.manifest import load_benchmark, load_manifest_file, sha256_file
@@ -21,9 +20,9 @@ from tests.data.conftest import label_of, manifest_of
 
 
 def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="harness data")
-    cli.register(parser.add_subparsers(dest="data_command", required=True))
-    return cli.run(parser.parse_args([*argv, "--no-progress"]))
+    """`harness data ARGV --no-progress` as the command dispatches it (a HarnessError propagates)."""
+    args = build_parser().parse_args(["data", *argv, "--no-progress"])
+    return args.func(args)
 
 
 def _sheared_file(tmp_path, shear: float = src.SHEAR):
@@ -113,7 +112,7 @@ def test_run_staging_converts_such_a_file_for_the_container(tmp_path):
 
 def test_evaluate_scores_against_a_ground_truth_with_such_a_header(tmp_path):
     from harness.labelmap import shipped_mapping
-    from harness.scoring import CaseJob, score_files
+    from harness.scoring.case import CaseJob, score_files
 
     geometry = src.grid("ras")
     truth = src.expected_labels(geometry)

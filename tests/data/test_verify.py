@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 
-from harness.data.prepare import cli
+from harness.cli import build_parser
 from harness.data.verify import verify
 from harness.errors import HarnessError
 from harness.imageio import Geometry
@@ -17,14 +15,10 @@ from harness.manifest import sha256_file
 from tests.data import sources as src
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness data")
-    cli.register(parser.add_subparsers(dest="data_command", required=True))
-    return parser
-
-
 def run_cli(*argv: str) -> int:
-    return cli.run(_parser().parse_args([*argv, "--no-progress"]))
+    """`harness data ARGV --no-progress` as the command dispatches it (a HarnessError propagates)."""
+    args = build_parser().parse_args(["data", *argv, "--no-progress"])
+    return args.func(args)
 
 
 @pytest.fixture()

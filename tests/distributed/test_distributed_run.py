@@ -224,7 +224,7 @@ def test_scheduler_killed_the_client_stops_clearly_and_a_rerun_on_a_new_schedule
 def test_every_worker_gets_the_state_plugin_also_one_that_joins_later(local_dask):
     from distributed import Client
 
-    from harness.distributed.worker import WorkerState, register_state
+    from harness.distributed.tasks import WorkerState, register_state
 
     local_dask.start_worker("early")
     with Client(local_dask.address, timeout=30, set_as_default=False) as client:

@@ -9,11 +9,11 @@ import pytest
 
 from harness.distributed import datacheck
 from harness.cli import build_parser
-from harness.commands import wants_distributed
+from harness.cli.run import wants_distributed
 from harness.distributed.cluster import parse_cluster
 from harness.errors import DataRootMismatch, DockerMissingOnWorker
 from harness.distributed.runner import container_resources
-from harness.distributed.worker import PinnedGpuPolicy, _GpuSlots, pinned_policy
+from harness.distributed.tasks import PinnedGpuPolicy, _GpuSlots, pinned_policy
 from harness.manifest import load_benchmark, load_manifest_file, sha256_file
 from harness.runner.sandbox import SandboxPolicy
 
@@ -168,7 +168,7 @@ def test_documented_slurm_launcher_renders_a_worker_job_with_gpu_resources_and_p
 def test_worker_state_travels_empty_and_is_rebuilt_on_the_worker():
     import pickle
 
-    from harness.distributed.worker import WorkerState, state
+    from harness.distributed.tasks import WorkerState, state
 
     here = WorkerState()
     here.images["sha256:abc"] = "sha256:def"

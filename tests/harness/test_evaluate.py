@@ -40,7 +40,7 @@ def _evaluate(root, key, preds, out, *extra):
 
 def test_perfect_predictions_in_another_label_convention(synthetic_root, tmp_path):
     _predict(synthetic_root, "amos_mr", tmp_path / "preds", label_map="flare22", suffix=".mha")
-    assert _evaluate(synthetic_root, "amos_mr", tmp_path / "preds", tmp_path / "r.json", "--pred-label-map", "flare22") == 0
+    assert _evaluate(synthetic_root, "amos_mr", tmp_path / "preds", tmp_path / "r.json", "--label-map", "flare22") == 0
     results = read_json(tmp_path / "r.json", "results")
     assert results["datasets"]["amos_mr"]["dice"] == pytest.approx(1.0)
     assert results["aggregates"]["mr"]["nsd"] == pytest.approx(1.0) and results["aggregates"]["ct"]["dice"] is None

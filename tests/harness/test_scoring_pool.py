@@ -15,8 +15,8 @@ import pytest
 from harness.jsonio import validate
 from harness.labelmap import build_mapping, resolve_label_map
 from harness.manifest import case_file, load_benchmark
-from harness.scoring import CaseJob, score_files
-from harness.scoring_pool import ScoringPool
+from harness.scoring.case import CaseJob, score_files
+from harness.scoring.pool import ScoringPool
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,10 +90,10 @@ def test_scoring_workers_die_with_a_harness_killed_by_sigkill(synthetic_root, tm
     pids.mkdir()
     script = textwrap.dedent(f"""
         import dataclasses, pathlib, time
-        from harness.scoring_pool import ScoringPool
+        from harness.scoring.pool import ScoringPool
         from harness.labelmap import build_mapping, resolve_label_map
         from harness.manifest import load_benchmark
-        from harness.scoring import CaseJob
+        from harness.scoring.case import CaseJob
         from tests.harness.test_scoring_pool import sleep_forever
         manifest = load_benchmark("synthetic", keys=["btcv"])[0]
         pool = ScoringPool(workers=2, on_record=print, score=sleep_forever)

@@ -74,7 +74,7 @@ def publish_parser():
     """A top-level parser with only the publishing subcommands, as `harness` registers them."""
     import argparse
 
-    from harness.publish.cli import register
+    from harness.cli.publish import register
 
     parser = argparse.ArgumentParser(prog="harness")
     register(parser.add_subparsers(dest="command", required=True))
@@ -83,7 +83,7 @@ def publish_parser():
 
 def run_cli(*argv: str) -> int:
     args = publish_parser().parse_args(list(argv))
-    return args.publish_command(args)
+    return args.func(args)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import pytest
 from harness.jsonio import read_json
 from harness.labelmap import shipped_mapping
 from harness.publish.gc_evaluate import evaluate_predictions
-from harness.scoring import ScoreSettings
+from harness.scoring.case import ScoreSettings
 from tests.publish.gc_layout import RELATIVE_PATH, make_gc_layout
 
 pytestmark = pytest.mark.docker

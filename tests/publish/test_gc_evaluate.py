@@ -9,7 +9,7 @@ from harness.labelmap import shipped_mapping
 from harness.errors import GroundTruthError, LeaderboardError, PredictionsError
 from harness.publish.gc_evaluate import evaluate_predictions
 from harness.publish.gc_ground_truth import image_stem, load_ground_truth
-from harness.scoring import ScoreSettings
+from harness.scoring.case import ScoreSettings
 from tests.publish.conftest import run_cli
 from tests.publish.gc_layout import RELATIVE_PATH, make_gc_layout
 

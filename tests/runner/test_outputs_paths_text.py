@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from harness.errors import CaseFailed, HarnessError
-from harness.publish.cli import _relative_path
+from harness.cli.publish import _relative_path
 from harness.results import failed_record
 from harness.runner.failures import classify
 from harness.runner.engine import RunOutcome

@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from harness.errors import CaseFailed
 from harness.imageio import Geometry
-from harness.outputs import check_gzip_bound, read_prediction
+from harness.scoring.outputs import check_gzip_bound, read_prediction
 from tests.runner.outputs_helpers import compressed_zeros, huge_mha, labels, metaimage_header, peak_rss_of
 
 GIB = 1024**3
@@ -115,7 +115,7 @@ _MEASURE = """
 import sys
 from pathlib import Path
 from harness.errors import CaseFailed
-from harness.outputs import read_prediction
+from harness.scoring.outputs import read_prediction
 from tests.runner.outputs_helpers import labels
 from harness.imageio import Geometry
 import SimpleITK as sitk

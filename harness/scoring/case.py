@@ -16,7 +16,7 @@ from metrics import EmptyPolicy, score_case
 from harness.errors import CaseFailed, FailureKind
 from harness.imageio import Geometry, label_array, read_image
 from harness.labelmap import LabelMapping
-from harness.outputs import prediction_in_benchmark_ids, read_prediction
+from harness.scoring.outputs import prediction_in_benchmark_ids, read_prediction
 from harness.results import METRIC_NAMES, failed_record, ok_record
 from harness.taxonomy import load_taxonomy
 

@@ -9,8 +9,8 @@ from harness.imageio import IMAGE_SUFFIXES
 from harness.labelmap import LabelMapping
 from harness.manifest import Manifest, case_file
 from harness.results import ResultsStore
-from harness.scoring import CaseJob, ScoreSettings
-from harness.scoring_pool import ScoringPool
+from harness.scoring.case import CaseJob, ScoreSettings
+from harness.scoring.pool import ScoringPool
 
 
 def find_prediction(folder: Path, case_id: str) -> tuple[Path | None, str | None]:

@@ -1,8 +1,8 @@
-"""The `harness data prepare` and `harness data verify` subcommands: flags, progress, report lines.
+"""The `harness data` commands: synth, list, prepare and verify. Flags, progress, report lines.
 
-`register(data_subparsers)` adds both to the `harness data` subparsers; `run(args)` runs the one
-chosen and returns the exit code: 0 done / all verified, 1 some case failed or some problem found,
-else a raised HarnessError with its own `exit_code` (2 for a wrong case count or a missing source).
+`register(subparsers)` adds `data` and its four subcommands; each sets `func`, which returns the exit
+code: 0 done / all verified, 1 some case failed or some problem found, else a raised HarnessError
+with its own `exit_code` (2 for a wrong case count or a missing source).
 """
 
 from __future__ import annotations
@@ -11,14 +11,37 @@ import argparse
 import os
 from pathlib import Path
 
+from harness.argtypes import csv_list
+from harness.cli.flags import add_output_flags, default_benchmark, show_progress
 from harness.errors import ExitCode, HarnessError
 
 EXIT_OK, EXIT_PROBLEMS = ExitCode.OK, ExitCode.FAILED_CASES
 
 
-def register(data_subparsers: "argparse._SubParsersAction") -> None:
-    """Add `prepare` and `verify` to the `harness data` subparsers (imports stay light: parsing only)."""
+def register(subparsers: "argparse._SubParsersAction") -> None:
+    """Add `data` and its subcommands to the `harness` subcommands (imports stay light: parsing only)."""
     from harness.manifest import CANONICAL_ORDER
+
+    data = subparsers.add_parser("data", help="test data: synthesize the embedded benchmark, list test sets, "
+                                              "prepare and verify real ones")
+    data_subparsers = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    synth = data_subparsers.add_parser("synth", help="generate the embedded synthetic benchmark (no download)")
+    synth.add_argument("--out", required=True, type=Path, help="data root to write")
+    synth.add_argument("--datasets", type=csv_list, default=None, help="only these test sets")
+    synth.add_argument("--force", action="store_true", help="regenerate cases that already exist")
+    synth.add_argument("--scale", choices=("mini", "full"), default="mini",
+                       help="mini (default): the small embedded benchmark; full: each source's real grid "
+                            "(~40-50 M voxels per CT), with its manifests written to OUT/manifests")
+    synth.add_argument("--cases", type=int, default=None,
+                       help="with --scale full: cases per test set (default 4, the miniature's count)")
+    add_output_flags(synth)
+    synth.set_defaults(func=_run_synth)
+
+    listing = data_subparsers.add_parser("list", help="list the test sets of a benchmark")
+    listing.add_argument("--benchmark", default=None)
+    listing.add_argument("--data-root", default=None, help="a prepared data root: list its manifests")
+    add_output_flags(listing)
+    listing.set_defaults(func=_run_list)
 
     prepare = data_subparsers.add_parser(
         "prepare", help="prepare one real test set from its public download (images + benchmark-id labels + manifest)",
@@ -44,6 +67,7 @@ def register(data_subparsers: "argparse._SubParsersAction") -> None:
                               "(word: the unpacked WORD_V0.1.0_labelsTs.zip; flare22: the validation labels); "
                               "read only")
     _add_output_flags(prepare)
+    prepare.set_defaults(func=_run_prepare)
 
     verify = data_subparsers.add_parser(
         "verify", help="check a data root against its manifests (files, sha256, counts, grids, label values)")
@@ -53,19 +77,39 @@ def register(data_subparsers: "argparse._SubParsersAction") -> None:
                         help="manifests: a folder or a shipped name such as synthetic (default: $AEVAL_BENCHMARK, "
                              "else <data root>/manifests if it exists, else a-eval)")
     _add_output_flags(verify)
+    verify.set_defaults(func=_run_verify)
 
 
 def _add_output_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only problems and the final line")
+    add_output_flags(parser, quiet_help="print only problems and the final line")
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.data_command == "prepare":
-        return _run_prepare(args)
-    if args.data_command == "verify":
-        return _run_verify(args)
-    raise HarnessError(f"unknown data command {args.data_command}")
+def _run_synth(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from harness.data.synth import synthesize
+    from harness.manifest import load_benchmark
+
+    per_set = args.cases if args.scale == "full" and args.cases else None
+    total = sum(per_set or len(m.cases) for m in load_benchmark("synthetic", keys=args.datasets))
+    bar = tqdm(total=total, desc="synthesizing", unit="case", disable=not show_progress(args))
+    written = synthesize(args.out, keys=args.datasets, force=args.force, progress=lambda k, c: bar.update(1),
+                         scale=args.scale, cases=args.cases)
+    bar.close()
+    where = f" (manifests in {args.out / 'manifests'})" if args.scale == "full" else ""
+    print(f"synthetic benchmark ({args.scale}) in {args.out}{where}: {len(written) // 2} cases written, "
+          f"{total - len(written) // 2} already there")
+    return 0
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    from harness.manifest import load_benchmark
+
+    benchmark = args.benchmark or default_benchmark(args.data_root)
+    for m in load_benchmark(benchmark):
+        print(f"{m.key:<12} {m.modality}  {m.dataset:<22} {len(m.cases):>3}/{m.expected_case_count:<3} cases  "
+              f"GT labels: {m.gt_label_map}")
+    return 0
 
 
 def _run_prepare(args: argparse.Namespace) -> int:
@@ -78,7 +122,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
     if not data_root:
         resolve_data_root(None)  # raises the harness's one "no data root" message
     only = _read_case_list(args.case_list) if args.case_list else None
-    bar = tqdm(desc=f"preparing {args.key}", unit="case", disable=args.no_progress or args.quiet)
+    bar = tqdm(desc=f"preparing {args.key}", unit="case", disable=not show_progress(args))
     try:
         report = prepare(args.key, source=args.source, data_root=Path(data_root), force=args.force,
                          manifest_out=args.manifest_out, allow_count_mismatch=args.allow_count_mismatch,
@@ -126,7 +170,7 @@ def _run_verify(args: argparse.Namespace) -> int:
 
     data_root = resolve_data_root(args.data_root)
     benchmark = args.benchmark or default_benchmark(data_root)
-    bar = tqdm(desc="verifying", unit="case", disable=args.no_progress or args.quiet)
+    bar = tqdm(desc="verifying", unit="case", disable=not show_progress(args))
     try:
         report = verify(benchmark, data_root, keys=args.keys or None, progress=lambda key, case_id: bar.update(1))
     finally:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from harness.results import failed_record
-from harness.scoring import CaseJob, score_files
+from harness.scoring.case import CaseJob, score_files
 from harness.taxonomy import load_taxonomy
 
 #: prctl(2) option: the signal this process gets when its parent dies (linux/prctl.h).
@@ -88,7 +88,7 @@ def _context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["harness.scoring"])
+    context.set_forkserver_preload(["harness.scoring.case"])
     return context
 
 

@@ -1,7 +1,7 @@
-"""The publishing subcommands of `harness`: `leaderboard` and `gc-evaluate`. Parsing only.
+"""The publishing subcommands of `harness`: `leaderboard`, `gc-evaluate` and `gc-ground-truth`. Parsing only.
 
-`register(subparsers)` adds both to the top-level parser; `run_leaderboard(args)` and
-`run_gc_evaluate(args)` call the library and return the exit code (0 done; problems that stop the
+`register(subparsers)` adds them to the top-level parser; `run_leaderboard(args)`,
+`run_gc_evaluate(args)` and `run_gc_ground_truth(args)` call the library and return the exit code (0 done; problems that stop the
 whole command raise `HarnessError`, which the top-level `main` prints and turns into exit code 2).
 Nothing heavy is imported at module level: `harness --help` and the evaluation container's start
 stay fast, and the evaluation image needs no plotting library.
@@ -13,7 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.argtypes import non_negative_int, positive_int
+from harness.argtypes import csv_list, non_negative_int, positive_int
+from harness.cli.flags import add_label_map_flag, add_output_flags, score_settings
 from harness.errors import HarnessError
 from harness.gc_interface import DEFAULT_OUTPUT_RELATIVE_PATH
 from harness.runner.protocols.outputs_tree import check_output_relative_path
@@ -38,7 +39,7 @@ def _resamples(text: str) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `leaderboard` and `gc-evaluate` to the `harness` subcommands."""
+    """Add `leaderboard`, `gc-evaluate` and `gc-ground-truth` to the `harness` subcommands."""
     board = subparsers.add_parser(
         "leaderboard", help="merge several results.json into one leaderboard (JSON, CSV, Markdown, HTML)",
         description="Merge results.json files of one benchmark into a leaderboard: the paper's tables (Dice, NSD, "
@@ -63,8 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="paired bootstrap resamples for the 95%% score and rank intervals: 0 for none, else at "
                             "least 1000 (fewer are refused) (default 1000)")
     board.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
-    board.add_argument("-q", "--quiet", action="store_true", help="print only the written files")
-    board.set_defaults(publish_command=run_leaderboard)
+    add_output_flags(board, quiet_help="print only the written files")
+    board.set_defaults(func=run_leaderboard)
 
     gc = subparsers.add_parser(
         "gc-evaluate", help="Grand-Challenge evaluation: score /input/predictions.json jobs into /output/metrics.json",
@@ -80,22 +81,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gc.add_argument("--output", type=Path, default=Path("/output"), help="folder for metrics.json")
     gc.add_argument("--benchmark", default=None,
                     help="refuse a ground truth whose index names another benchmark (default: accept its own)")
-    gc.add_argument("--label-map", default="a-eval",
-                    help="label map of the algorithm's output ids: shipped name, JSON file or inline JSON "
-                         "(default a-eval)")
+    add_label_map_flag(gc, default="a-eval",
+                            help="label map of the algorithm's output ids: shipped name, JSON file or inline JSON "
+                                 "(default a-eval)")
     gc.add_argument("--output-relative-path", type=_relative_path, default=DEFAULT_OUTPUT_RELATIVE_PATH,
                     help="the segmentation output socket's path for jobs that declare no image output, and the "
                          f"choice among several declared ones (default {DEFAULT_OUTPUT_RELATIVE_PATH})")
     gc.add_argument("--empty-policy", choices=["aeval", "nnunet"], default="aeval",
                     help="organ absent from both GT and prediction: aeval scores 1 (default), nnunet null")
-    gc.add_argument("--metrics", default="dice,nsd,hd95,assd", help="metrics to compute (default dice,nsd,hd95,assd)")
+    gc.add_argument("--metrics", type=csv_list, default=None,
+                    help="metrics to compute; dice and nsd are always added (default: all the scoring library computes)")
     gc.add_argument("--workers", type=positive_int, default=None, help="scoring processes (default: cores, max 4)")
     gc.add_argument("--bootstrap", type=_resamples, default=1000, metavar="N",
                     help="bootstrap resamples for the headline intervals: 0 for none, else at least 1000 "
                          "(default 1000)")
     gc.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
-    gc.add_argument("-q", "--quiet", action="store_true", help="print only the final line, not each failed case and unmatched job")
-    gc.set_defaults(publish_command=run_gc_evaluate)
+    add_output_flags(gc, quiet_help="print only the final line, not each failed case and unmatched job")
+    gc.set_defaults(func=run_gc_evaluate)
+
+    truth = subparsers.add_parser(
+        "gc-ground-truth", help="build the Grand-Challenge ground-truth tarball's folder and the archive images",
+        description="Write OUT/ground_truth/ (ground_truth.json + label files, to tar as the phase's ground truth) "
+                    "and OUT/archive_images/ (the test images under opaque names, to upload to the phase's archive) "
+                    "from a benchmark's manifests and data root.")
+    truth.add_argument("--benchmark", default=None,
+                       help="manifest set (default: $AEVAL_BENCHMARK, the data root's prepared manifests, else a-eval)")
+    truth.add_argument("--data-root", default=None, help="where the test data lies (else $AEVAL_DATA_ROOT)")
+    truth.add_argument("--datasets", type=csv_list, default=None, help="only these test sets (comma-separated)")
+    truth.add_argument("--out", required=True, type=Path, help="writes OUT/ground_truth/ and OUT/archive_images/")
+    add_output_flags(truth, quiet_help="print only the final line")
+    truth.set_defaults(func=run_gc_ground_truth)
 
 
 def run_leaderboard(args: argparse.Namespace) -> int:
@@ -116,25 +131,12 @@ def run_leaderboard(args: argparse.Namespace) -> int:
 
 
 def run_gc_evaluate(args: argparse.Namespace) -> int:
-    from metrics import EmptyPolicy
-
-    from harness.errors import HarnessError
     from harness.labelmap import build_mapping, resolve_label_map
     from harness.publish.gc_evaluate import evaluate_predictions
-    from harness.results import METRIC_NAMES, RANKED_METRICS
-    from harness.scoring import ScoreSettings
-    from harness.scoring_pool import default_workers
+    from harness.results import RANKED_METRICS
+    from harness.scoring.pool import default_workers
 
-    wanted = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    unknown = [m for m in wanted if m not in METRIC_NAMES]
-    if unknown or not wanted:
-        raise HarnessError(f"--metrics: unknown metric(s) {', '.join(unknown) or '(none given)'}; "
-                           f"choose from {', '.join(METRIC_NAMES)}")
-    for needed in RANKED_METRICS:  # the aggregates and the leaderboard rank on these
-        if needed not in wanted:
-            wanted.append(needed)
-    settings = ScoreSettings(empty_policy=EmptyPolicy(args.empty_policy),
-                             metrics=tuple(m for m in METRIC_NAMES if m in wanted))
+    settings = score_settings(args, required=RANKED_METRICS)  # the aggregates and the leaderboard rank on these
     metrics = evaluate_predictions(
         input_dir=args.input, ground_truth_dir=args.ground_truth, output_dir=args.output,
         pred_mapping=build_mapping(resolve_label_map(args.label_map)), settings=settings,
@@ -145,6 +147,23 @@ def run_gc_evaluate(args: argparse.Namespace) -> int:
     print(f"gc-evaluate: {aggregates['n_cases']} cases, {aggregates['n_failed']} failed, "
           f"{len(metrics['unmatched_jobs'])} unmatched jobs; Dice {_pct(aggregates['dice']['mean'])}, "
           f"NSD {_pct(aggregates['nsd']['mean'])}; wrote {args.output / 'metrics.json'}")
+    return 0
+
+
+def run_gc_ground_truth(args: argparse.Namespace) -> int:
+    from harness.manifest import default_benchmark, load_benchmark, resolve_data_root
+    from harness.publish.gc_ground_truth import build_ground_truth
+
+    data_root = resolve_data_root(args.data_root)
+    benchmark = args.benchmark or default_benchmark(data_root)
+    index = build_ground_truth(manifests=load_benchmark(benchmark, keys=args.datasets),
+                               data_root=data_root, benchmark=benchmark, out=args.out)
+    if args.quiet:
+        print(f"{len(index['cases'])} cases written to {args.out}")
+    else:
+        print(f"{len(index['cases'])} cases: upload {args.out / 'archive_images'} to the phase's archive; "
+              f"tar the contents of {args.out / 'ground_truth'} as the ground truth "
+              f"(tar -C {args.out / 'ground_truth'} -czf ground_truth.tar.gz .)")
     return 0
 
 

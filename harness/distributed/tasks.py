@@ -39,7 +39,7 @@ from harness.runner.layout import OutLayout
 from harness.runner.run import (ContainerResult, ResolvedSubmission, RunRequest, model_mounts, resolve_submission,
                                 run_flare_set, run_gc_case)
 from harness.runner.sandbox import SandboxPolicy
-from harness.scoring import CaseJob, score_files
+from harness.scoring.case import CaseJob, score_files
 
 #: Worker setting: "0" when this node must not read image tarballs at the client's path (the client ships them).
 SHARED_IMAGES_ENV = "AEVAL_WORKER_SHARED_IMAGES"
