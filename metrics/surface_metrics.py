@@ -124,8 +124,13 @@ def _check_sd(sd: object) -> SurfaceDistances:
 def nsd_from_overlap(
     *, gt_within_area: float, gt_area: float, pred_within_area: float, pred_area: float
 ) -> float:
-    """NSD from the surface areas within tolerance and the total areas of both surfaces."""
-    return float((gt_within_area + pred_within_area) / (gt_area + pred_area))
+    """NSD from the surface areas within tolerance and the total areas of both surfaces.
+
+    The within-tolerance areas are summed over a subset of the surfels the totals are summed over,
+    in another order, so a perfect overlap can come out an ulp above 1: the result is clamped to
+    [0, 1], the range the results schemas promise.
+    """
+    return float(min(1.0, (gt_within_area + pred_within_area) / (gt_area + pred_area)))
 
 
 def nsd(sd: SurfaceDistances, tolerance_mm: float, *, empty_policy: EmptyPolicy = EmptyPolicy.AEVAL) -> float:

@@ -22,7 +22,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from harness.errors import CaseFailed, FailureKind
-from harness.imageio import Geometry, image_suffix, label_array
+from harness.imageio import Geometry, image_suffix, label_array, read_header_approximating, read_image_approximating
+from harness.nifti_direction import is_nifti, is_orthonormal_error
 from harness.labelmap import LabelMapping
 from harness.runner.protocols import metaimage
 from harness.runner.protocols.metaimage import MetaHeader
@@ -70,14 +71,11 @@ def read_prediction(path: Path, *, case_id: str, reference: Geometry | None = No
     try:
         reader.ReadImageInformation()
     except RuntimeError as exc:
+        if is_nifti(path) and is_orthonormal_error(exc):
+            return _read_approximated(path, case_id=case_id, reference=reference, gc_output=gc_output)
         raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: cannot read prediction {path}: "
                                                   f"{_reason(exc)}") from None
-    if reader.GetNumberOfComponents() != 1:
-        raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: prediction {path} has "
-                         f"{reader.GetNumberOfComponents()} components per voxel; a label image must have one")
-    if reader.GetDimension() != 3:
-        raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: prediction {path} is {reader.GetDimension()}-D; "
-                                                  "expected 3-D")
+    _check_shape(reader.GetNumberOfComponents(), reader.GetDimension(), case_id=case_id, path=path)
     if gc_output:
         check_gc_pixel_type(reader, case_id=case_id, path=path)
     if reference is not None:
@@ -96,6 +94,42 @@ def read_prediction(path: Path, *, case_id: str, reference: Geometry | None = No
     except RuntimeError as exc:
         raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: cannot read prediction {path}: "
                                                   f"{_reason(exc)}") from None
+
+
+def _check_shape(components: int, dimension: int, *, case_id: str, path: Path) -> None:
+    if components != 1:
+        raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: prediction {path} has "
+                         f"{components} components per voxel; a label image must have one")
+    if dimension != 3:  # readable, but not on the input's 3-D grid
+        raise CaseFailed(FailureKind.GEOMETRY_MISMATCH, f"case {case_id}: prediction {path} is {dimension}-D; "
+                                                        "expected 3-D on the input's grid (copy the input image's geometry)")
+
+
+def _read_approximated(path: Path, *, case_id: str, reference: Geometry | None, gc_output: bool) -> sitk.Image:
+    """A NIfTI prediction whose direction cosines ITK refuses (as TotalSegmentator's own files are):
+    the same header-first checks through the image-reading layer's one fallback, then one read."""
+    try:
+        info = read_header_approximating(path)
+    except RuntimeError as exc:
+        raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: cannot read prediction {path}: "
+                                                            f"{_reason(exc)}") from None
+    _check_shape(info.components, info.dimension, case_id=case_id, path=path)
+    if reference is not None:
+        problems = reference.differences(info.geometry)
+        if problems:
+            raise CaseFailed(FailureKind.GEOMETRY_MISMATCH, f"case {case_id}: prediction {path} does not match "
+                                                            f"the input's grid: {'; '.join(problems)}")
+    if image_suffix(path) == ".nii.gz":  # pixel type unknown before reading: bound by the widest one
+        check_gzip_bound(path, math.prod(info.geometry.size_xyz) * max(_PIXEL_BYTES.values()) + NIFTI_HEADER_ALLOWANCE,
+                         case_id=case_id)
+    try:
+        image, _ = read_image_approximating(path)
+    except RuntimeError as exc:
+        raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: cannot read prediction {path}: "
+                                                            f"{_reason(exc)}") from None
+    if gc_output:
+        check_gc_pixel_type(image, case_id=case_id, path=path)
+    return image
 
 
 def _reason(exc: RuntimeError) -> str:
