@@ -141,13 +141,18 @@ def cmd_label_maps(args: argparse.Namespace) -> int:
 
 
 def _policy(args: argparse.Namespace):
+    """The sandbox policy of the flags; a flag not given (None) leaves SandboxPolicy's default."""
     from harness.runner.sandbox import SandboxPolicy, parse_bytes, parse_duration
 
+    def optional(parse, value):
+        return None if value is None else parse(value)
+
     return SandboxPolicy.create(
-        memory_bytes=parse_bytes(args.memory), cpus=args.cpus, pids_limit=args.pids_limit,
-        shm_bytes=parse_bytes(args.shm_size) if args.shm_size else None,
-        time_limit_s=parse_duration(args.time_limit), output_max_bytes=parse_bytes(args.output_limit),
-        gpus=args.gpus, allow_root=args.allow_root)
+        memory_bytes=optional(parse_bytes, args.memory), cpus=args.cpus, pids_limit=args.pids_limit,
+        shm_bytes=optional(parse_bytes, args.shm_size), tmp_bytes=optional(parse_bytes, args.tmp_size),
+        time_limit_s=optional(parse_duration, args.time_limit),
+        output_max_bytes=optional(parse_bytes, args.output_limit), output_max_files=args.output_files,
+        gpus=args.gpus, allow_root=args.allow_root or None)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
