@@ -17,9 +17,18 @@ def last_stderr_line(outcome: RunOutcome) -> str:
 def classify(outcome: RunOutcome, policy: SandboxPolicy, *, subject: str) -> CaseFailed | None:
     """None when the container exited 0 in time; else the CaseFailed to record for `subject`."""
     peak = f"; peak memory {outcome.peak_memory_bytes / 1024**2:.0f} MiB" if outcome.peak_memory_bytes else ""
+    if outcome.start_error is not None:
+        return CaseFailed("start_failed", f"{subject}: the container could not start (does the image's entry point "
+                                          f"or command exist?): {outcome.start_error}")
     if outcome.timed_out:
         return CaseFailed("time_limit", f"{subject}: Time limit exceeded ({policy.time_limit_s:.0f} s); "
                                         "the container was killed")
+    if outcome.output_exceeded:
+        return CaseFailed("output_too_large", f"{subject}: the outputs passed their cap of "
+                                              f"{policy.output_max_bytes / 1024**2:.0f} MiB or "
+                                              f"{policy.output_max_files} files and folders; the container was "
+                                              f"stopped there (exit code {outcome.exit_code}: "
+                                              f"{last_stderr_line(outcome)})")
     if outcome.oom_killed or outcome.exit_code == 137:
         return CaseFailed("memory_limit", f"{subject}: The container exceeded its memory limit of "
                                           f"{policy.memory_bytes / 1024**2:.0f} MiB (exit code 137{peak})")

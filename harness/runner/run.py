@@ -33,9 +33,11 @@ from harness.runner.failures import classify
 from harness.runner.images import (DEFAULT_FLARE_COMMAND, DEFAULT_OUTPUT_RELATIVE_PATH, LABEL_FLARE_COMMAND,
                                    LABEL_OUTPUT_PATH, PROTOCOLS, ImageInfo, declared_label_map, inspect_image,
                                    load_tarball)
+from harness.runner import scratch as scratch_folders
 from harness.runner.metering import GpuSampler, nvml_available
+from harness.runner.outputfs import CappedOutputFolder
 from harness.runner.protocols import flare, gc
-from harness.runner.sandbox import SandboxPolicy
+from harness.runner.sandbox import LOG_TAIL_BYTES, LOG_TAIL_LINES, SandboxPolicy
 from harness.scoring import CaseJob, ScoreSettings
 from harness.scoring_pool import ScoringPool
 from harness.taxonomy import load_taxonomy
@@ -135,8 +137,9 @@ def score_job(*, case_id: str, gt_path: Path, prediction: Path, runtime: dict | 
 def write_log(path: Path, outcome: engine.RunOutcome) -> None:
     """The container's stdout and stderr tails, written atomically (a retried task may write it again)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, "# stdout (last 500 lines)\n" + "\n".join(outcome.stdout_tail) +
-                      "\n# stderr (last 500 lines)\n" + "\n".join(outcome.stderr_tail) + "\n")
+    kept = f"last {LOG_TAIL_LINES} lines, at most {LOG_TAIL_BYTES // 1024} KiB"
+    write_text_atomic(path, f"# stdout ({kept})\n" + "\n".join(outcome.stdout_tail) +
+                      f"\n# stderr ({kept})\n" + "\n".join(outcome.stderr_tail) + "\n")
 
 
 def publish(produced: Path, folder: Path) -> Path:
@@ -165,9 +168,15 @@ def model_mounts(model_dir: Path | None) -> list[engine.Mount]:
 
 
 def _run(client, image_id: str, policy: SandboxPolicy, mounts: list[engine.Mount], command: list[str] | None,
-         gpu_metering: bool) -> engine.RunOutcome:
+         gpu_metering: bool, output: CappedOutputFolder) -> engine.RunOutcome:
     return engine.run_container(client, image_id, policy=policy, mounts=mounts, command=command,
-                                gpu_sampler_factory=GpuSampler if gpu_metering else None)
+                                gpu_sampler_factory=GpuSampler if gpu_metering else None,
+                                output_exceeded=output.exceeded)
+
+
+def _capped(folder: Path, policy: SandboxPolicy) -> CappedOutputFolder:
+    """The container's output folder, capped in size and entries while it runs (see `outputfs`)."""
+    return CappedOutputFolder(folder, max_bytes=policy.output_max_bytes, max_files=policy.output_max_files)
 
 
 def run_gc_case(*, image_id: str, policy: SandboxPolicy, case_id: str, image_path: Path, socket: InputSocket,
@@ -180,23 +189,24 @@ def run_gc_case(*, image_id: str, policy: SandboxPolicy, case_id: str, image_pat
     back as a failed ContainerResult. Problems of the harness or engine (HarnessError) propagate.
     """
     client = client or engine.connect()
-    scratch = Path(tempfile.mkdtemp(prefix="aeval-job-", dir=scratch_dir))
+    scratch = Path(tempfile.mkdtemp(prefix="aeval-job-", dir=scratch_dir or scratch_folders.owner_dir()))
     runtime = None
     try:
         job = gc.stage_case(image_path=image_path, socket=socket, scratch=scratch / "job")
-        outcome = _run(client, image_id, policy, job.mounts() + list(extra_mounts), None, gpu_metering)
-        runtime = outcome.runtime()
-        write_log(log_path, outcome)
-        failure = classify(outcome, policy, subject=f"case {case_id}")
-        if failure:
-            raise failure
-        kept = gc.collect_output(job, relative_path=output_relative_path, case_id=case_id,
-                                 max_bytes=policy.output_max_bytes, keep_as=scratch / "kept" / case_id)
+        with _capped(job.output_dir, policy) as output:
+            outcome = _run(client, image_id, policy, job.mounts() + list(extra_mounts), None, gpu_metering, output)
+            runtime = outcome.runtime()
+            write_log(log_path, outcome)
+            failure = classify(outcome, policy, subject=f"case {case_id}")
+            if failure:
+                raise failure
+            kept = gc.collect_output(job, relative_path=output_relative_path, case_id=case_id,
+                                     max_bytes=policy.output_max_bytes, keep_as=scratch / "kept" / case_id)
         return ContainerResult(case_id=case_id, prediction=publish(kept, predictions_dir), runtime=runtime)
     except CaseFailed as failure:
         return ContainerResult.failed(case_id, failure, runtime)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        scratch_folders.remove_tree(scratch)
 
 
 def run_flare_set(*, image_id: str, policy: SandboxPolicy, key: str, command: str, images: dict[str, Path],
@@ -204,15 +214,16 @@ def run_flare_set(*, image_id: str, policy: SandboxPolicy, key: str, command: st
                   gpu_metering: bool = False, client=None, scratch_dir: Path | None = None) -> list[ContainerResult]:
     """One test set, FLARE protocol: one container run over `images` (case id -> file), per-case results."""
     client = client or engine.connect()
-    scratch = Path(tempfile.mkdtemp(prefix="aeval-set-", dir=scratch_dir))
+    scratch = Path(tempfile.mkdtemp(prefix="aeval-set-", dir=scratch_dir or scratch_folders.owner_dir()))
     try:
         job = flare.stage_set(images=images, scratch=scratch / "job")
-        outcome = _run(client, image_id, policy, job.mounts() + list(extra_mounts), ["sh", "-c", command],
-                       gpu_metering)
-        write_log(log_path, outcome)
-        runtime = {**outcome.runtime(), "scope": "test set run", "cases_in_run": len(images)}
-        failure = classify(outcome, policy, subject=f"test set {key} (FLARE run)")
-        kept = flare.collect_outputs(job, max_bytes=policy.output_max_bytes, keep_dir=scratch / "kept")
+        with _capped(job.output_dir, policy) as output:
+            outcome = _run(client, image_id, policy, job.mounts() + list(extra_mounts), ["sh", "-c", command],
+                           gpu_metering, output)
+            write_log(log_path, outcome)
+            runtime = {**outcome.runtime(), "scope": "test set run", "cases_in_run": len(images)}
+            failure = classify(outcome, policy, subject=f"test set {key} (FLARE run)")
+            kept = flare.collect_outputs(job, max_bytes=policy.output_max_bytes, keep_dir=scratch / "kept")
         results = []
         for case_id in images:
             result = kept[case_id]
@@ -223,7 +234,7 @@ def run_flare_set(*, image_id: str, policy: SandboxPolicy, key: str, command: st
                                                runtime=runtime))
         return results
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        scratch_folders.remove_tree(scratch)
 
 
 # -- the local runner ---------------------------------------------------------------------------------
