@@ -88,23 +88,56 @@ def has_gpu_runtime(client: docker.DockerClient) -> bool:
     return "nvidia" in runtimes or bool(info.get("CDISpecDirs")) and os.path.exists("/etc/cdi/nvidia.yaml")
 
 
+#: Go's os.ModeType bits, as the engine reports a path's mode (dir, symlink, pipe, socket, device, ...).
+_GO_MODE_TYPE = (1 << 31) | (1 << 27) | (1 << 26) | (1 << 25) | (1 << 24) | (1 << 21) | (1 << 19)
+_TAR_OVERHEAD_BYTES = 64 * 1024  # headers, long names and the end blocks around one file
+
+
 def read_file_from_image(client: docker.DockerClient, image_id: str, path: str, *, max_bytes: int = 1 << 20) -> bytes:
-    """Read one file out of an image without running any of its code (create, copy out, remove)."""
+    """Read one regular file out of an image without running any of its code (create, copy out, remove).
+
+    The path is image metadata, so untrusted: anything but a regular file of at most `max_bytes`
+    (a folder such as "/", a link, a device) is refused from the engine's stat, before a byte is
+    copied, and the copy is streamed and cut off at the cap whatever the stat said.
+    """
+    where = f"{path} in image {image_id[:19]}"
     container = client.containers.create(image_id, command=["/nonexistent"], network_mode="none",
                                          labels=_owner_labels("inspect"))
+    url = client.api._url("/containers/{0}/archive", container.id)
     try:
-        stream, stat = container.get_archive(path)
-        if stat["size"] > max_bytes:
-            raise HarnessError(f"{path} in image {image_id[:19]} is {stat['size']} bytes; too large for a label map")
-        data = b"".join(stream)
-    except docker.errors.NotFound:
-        raise HarnessError(f"image {image_id[:19]} has no file {path}") from None
+        head = client.api.head(url, params={"path": path})  # the path's stat only, no content
+        if head.status_code == 404:
+            raise HarnessError(f"image {image_id[:19]} has no file {path}")
+        if not head.ok or "x-docker-container-path-stat" not in head.headers:
+            raise HarnessError(f"{where}: cannot be read (engine answered {head.status_code})")
+        stat = docker.utils.decode_json_header(head.headers["x-docker-container-path-stat"])
+        mode = int(stat.get("mode", 0))
+        if mode & _GO_MODE_TYPE:
+            kind = "a folder" if mode & (1 << 31) else "a link" if mode & (1 << 27) else "a special file"
+            target = f" to {stat.get('linkTarget')}" if stat.get("linkTarget") else ""
+            raise HarnessError(f"{where} is {kind}{target}, not a regular file")
+        if int(stat.get("size", 0)) > max_bytes:
+            raise HarnessError(f"{where} is {stat['size']} bytes; the cap is {max_bytes} bytes")
+        response = client.api._get(url, params={"path": path}, stream=True)
+        try:
+            client.api._raise_for_status(response)
+            data = bytearray()
+            for chunk in response.raw.stream(64 * 1024, decode_content=True):
+                data += chunk
+                if len(data) > max_bytes + _TAR_OVERHEAD_BYTES:  # the file grew since its stat: cut it off
+                    raise HarnessError(f"{where} is larger than its cap of {max_bytes} bytes")
+        finally:
+            response.close()  # an unread rest is dropped, not left for the engine to push
+    except docker.errors.APIError as exc:
+        raise HarnessError(f"{where}: cannot be read ({exc.explanation or exc})") from None
     finally:
         container.remove(force=True)
-    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+    with tarfile.open(fileobj=io.BytesIO(bytes(data))) as archive:
         member = archive.next()
         if member is None or not member.isfile():
-            raise HarnessError(f"{path} in image {image_id[:19]} is not a regular file")
+            raise HarnessError(f"{where} is not a regular file")
+        if member.size > max_bytes:
+            raise HarnessError(f"{where} is {member.size} bytes; the cap is {max_bytes} bytes")
         return archive.extractfile(member).read()
 
 

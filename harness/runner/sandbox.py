@@ -69,6 +69,7 @@ class SandboxPolicy:
     log_max_bytes: int = 10 * 1024**2
     output_max_bytes: int = 2 * 1024**3
     output_max_files: int = 10_000
+    image_max_bytes: int = 20 * 1024**3  # the files of all layers of a submission image (a tarball is checked first)
     gpus: str | None = None  # None, "all" or a count such as "1"
     gpu_device_ids: tuple[str, ...] = ()  # the devices to use (a distributed worker's own); () lets the engine pick
     allow_root: bool = False
