@@ -62,6 +62,8 @@ def _add_sandbox_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-files", type=positive_int, default=None,
                         help=f"cap on the number of files and folders a run writes (default "
                              f"{default('output_max_files')})")
+    parser.add_argument("--max-image-size", default=None,
+                        help=f"largest accepted image, all layers' files (default {default('image_max_bytes')})")
     parser.add_argument("--allow-root", action="store_true",
                         help="run images whose user is root (Grand-Challenge refuses them)")
 
@@ -119,7 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_image_flags(validate)
     _add_sandbox_flags(validate)
     validate.add_argument("--report", type=Path, default=None, help="write the checks as JSON here")
-    validate.add_argument("--max-image-size", default="20g", help="largest accepted image (default 20g)")
     validate.add_argument("--static-only", action="store_true", help="skip the dry run (nothing is started)")
 
     data = sub.add_parser("data", help="test data: synthesize the embedded benchmark, list test sets")

@@ -152,16 +152,16 @@ def _policy(args: argparse.Namespace):
         shm_bytes=optional(parse_bytes, args.shm_size), tmp_bytes=optional(parse_bytes, args.tmp_size),
         time_limit_s=optional(parse_duration, args.time_limit),
         output_max_bytes=optional(parse_bytes, args.output_limit), output_max_files=args.output_files,
-        gpus=args.gpus, allow_root=args.allow_root or None)
+        image_max_bytes=optional(parse_bytes, args.max_image_size), gpus=args.gpus, allow_root=args.allow_root or None)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from harness.runner.sandbox import parse_bytes
     from harness.validate import ValidateRequest, validate_submission, write_report
 
-    request = ValidateRequest(image=args.image, image_tar=args.image_tar, policy=_policy(args), protocol=args.protocol,
+    policy = _policy(args)
+    request = ValidateRequest(image=args.image, image_tar=args.image_tar, policy=policy, protocol=args.protocol,
                               label_map=args.label_map, output_relative_path=args.output_relative_path,
-                              model_dir=args.model_dir, max_image_bytes=parse_bytes(args.max_image_size),
+                              model_dir=args.model_dir, max_image_bytes=policy.image_max_bytes,
                               dry_run=not args.static_only)
     checks = validate_submission(request)
     for check in checks:

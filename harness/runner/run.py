@@ -75,7 +75,8 @@ def resolve_submission(client, request: RunRequest) -> ResolvedSubmission:
     """Image, protocol, label map and output socket, from the image's labels with flags winning."""
     if (request.image is None) == (request.image_tar is None):
         raise HarnessError("give exactly one of --image or --image-tar")
-    image = load_tarball(client, request.image_tar) if request.image_tar else inspect_image(client, request.image)
+    image = (load_tarball(client, request.image_tar, max_bytes=request.policy.image_max_bytes) if request.image_tar
+             else inspect_image(client, request.image))
     if image.runs_as_root and not request.policy.allow_root:
         raise HarnessError(f"image {image.reference} runs as root (user '{image.user or '(unset)'}'); Grand-Challenge "
                            "refuses such images: add a non-root USER to the Dockerfile, or pass --allow-root")
