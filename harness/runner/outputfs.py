@@ -77,9 +77,9 @@ class CappedOutputFolder:
 
     def exceeded(self) -> bool:
         """Whether the outputs reached the cap (size or number of entries)."""
-        if self.mounted:
+        if self.mounted:  # blocks used include folders' and extents' own: allow half the slack for them
             info = os.statvfs(self.folder)
-            return self._used() - self._baseline > self.max_bytes or info.f_ffree == 0
+            return self._used() - self._baseline > self.max_bytes + _METADATA_SLACK_BYTES // 2 or info.f_ffree == 0
         return _walk_exceeds(self.folder, self.max_bytes, self.max_files)
 
     def __exit__(self, *exc_info) -> None:
