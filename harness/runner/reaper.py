@@ -59,6 +59,7 @@ def _reap(owner_pid: int, owner_start: str, scratch_folder: Path) -> None:
     except Exception:  # no engine: nothing of ours can run there
         pass
     scratch.remove_tree(scratch_folder)
+    scratch.remove_root_if_empty(scratch_folder.parent)
 
 
 def main(argv: list[str]) -> int:

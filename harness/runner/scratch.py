@@ -10,6 +10,7 @@ owner), exactly as it removes their containers. An output folder may still be a 
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
@@ -53,11 +54,34 @@ def scratch_root(base: Path | None = None) -> Path:
     return Path(base or tempfile.gettempdir()) / ROOT_NAME
 
 
-def owner_dir(base: Path | None = None, *, pid: int | None = None) -> Path:
-    """This process's scratch folder (created on first use); cases make their own folders inside it."""
-    folder = scratch_root(base) / owner_name(pid)
+_registered: set[Path] = set()
+
+
+def owner_dir(base: Path | None = None) -> Path:
+    """This process's scratch folder (created on first use); cases make their own folders inside it.
+
+    It is removed when the process exits (normally or on Ctrl-C); after `kill -9` the watchdog or
+    the next harness removes it.
+    """
+    folder = scratch_root(base) / owner_name()
     folder.mkdir(parents=True, exist_ok=True)
+    if folder not in _registered:
+        _registered.add(folder)
+        atexit.register(_remove_at_exit, folder, os.getpid())
     return folder
+
+
+def _remove_at_exit(folder: Path, pid: int) -> None:
+    if os.getpid() == pid:  # not in a forked child that inherited the handler
+        remove_tree(folder)
+        remove_root_if_empty(folder.parent)
+
+
+def remove_root_if_empty(root: Path) -> None:
+    try:
+        root.rmdir()
+    except OSError:
+        pass
 
 
 def _parse_owner(name: str) -> tuple[str, int, str] | None:

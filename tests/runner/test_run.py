@@ -97,15 +97,16 @@ def test_interrupt_leaves_no_container_and_no_scratch(docker_client, example_ima
          "--benchmark", "synthetic", "--data-root", str(synthetic_root), "--out", str(tmp_path / "out"),
          "--datasets", "btcv", "--cases", "1", "--no-progress", "--memory", "256m"], env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ours = {"label": f"org.a-eval.owner-pid={process.pid}"}  # not the job containers of other harnesses
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not docker_client.containers.list(filters={"label": "org.a-eval.harness=job"}):
+    while time.monotonic() < deadline and not docker_client.containers.list(filters=ours):
         time.sleep(0.2)
-    assert docker_client.containers.list(filters={"label": "org.a-eval.harness=job"}), "the job container never started"
+    assert docker_client.containers.list(filters=ours), "the job container never started"
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "rerun the same command to resume" in stderr
-    assert not docker_client.containers.list(all=True, filters={"label": "org.a-eval.harness=job"})
+    assert not docker_client.containers.list(all=True, filters=ours)
     assert not list(scratch_root.iterdir())
 
 
