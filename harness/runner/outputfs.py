@@ -19,12 +19,14 @@ import shutil
 import stat
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 from harness.runner.scratch import unmount
 
 #: Room for the filesystem's own metadata on top of the cap, so that a cap-sized output fits.
 _METADATA_SLACK_BYTES = 16 * 1024**2
+_MOUNT_ATTEMPTS = 4
 _lock = threading.Lock()
 _mount_works: bool | None = None  # decided by the first attempt in this process
 
@@ -41,6 +43,7 @@ class CappedOutputFolder:
         self.folder, self.max_bytes, self.max_files = folder, max_bytes, max_files
         self.image = folder.parent / f".{folder.name}.ext4"
         self.mounted = False
+        self.mount_error = ""  # why the folder could not be mounted (the watcher applies then)
         self._baseline = 0
 
     def __enter__(self) -> "CappedOutputFolder":
@@ -61,9 +64,17 @@ class CappedOutputFolder:
             subprocess.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-m", "0", "-N",
                             str(self.max_files + 16), "-E", "root_owner=0:0", str(self.image)],
                            check=True, capture_output=True, timeout=120)
-            subprocess.run(["mount", "-o", "loop,nosuid,nodev", str(self.image), str(self.folder)],
-                           check=True, capture_output=True, timeout=120)
-        except (OSError, subprocess.SubprocessError):
+            for attempt in range(_MOUNT_ATTEMPTS):  # two mounts may race for the same free loop device
+                done = subprocess.run(["mount", "-o", "loop,nosuid,nodev", str(self.image), str(self.folder)],
+                                      capture_output=True, text=True, timeout=120)
+                if done.returncode == 0:
+                    break
+                self.mount_error = done.stderr.strip()[:300]
+                time.sleep(0.2 * (attempt + 1))
+            else:
+                raise OSError(self.mount_error)
+        except (OSError, subprocess.SubprocessError) as exc:
+            self.mount_error = self.mount_error or str(exc)[:300]
             self.image.unlink(missing_ok=True)
             return False
         (self.folder / "lost+found").rmdir()

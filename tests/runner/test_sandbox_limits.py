@@ -94,11 +94,12 @@ def test_output_past_its_cap_fails_the_case_during_the_run(docker_client, run_ha
     image = build_script_image(docker_client, "fill-output", FILL_OUTPUT)
     code, results, out = run_harness("--image", image, "--output-limit", "256m", "--time-limit", "120")
     case = _only_case(results)
-    assert code == 1 and case["error_kind"] == "output_too_large", case["error"]
+    assert code == 1 and case["error_kind"] == "output_too_large", case
     assert "passed their cap of 256 MiB" in case["error"]
-    assert case["runtime"]["wall_s"] < 60  # stopped at the cap, not by the time limit (120 s)
+    assert case["runtime"]["wall_s"] < 60, case  # stopped at the cap, not by the time limit (120 s)
     if mode == "filesystem":  # the write itself failed: the filesystem is the cap
-        assert "No space left on device" in (out / "logs" / "btcv").joinpath(f"{case['case_id']}.log").read_text()
+        log = (out / "logs" / "btcv").joinpath(f"{case['case_id']}.log").read_text()
+        assert "No space left on device" in log, log
     assert not _jobs(docker_client)
 
 
@@ -198,8 +199,9 @@ def test_kill_9_of_the_harness_takes_its_container_and_scratch_with_it(docker_cl
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     # the container's time limit is 300 s; the watchdog stops it well before (as soon as the harness is gone)
-    assert _wait_until(lambda: not docker_client.containers.list(all=True, filters=filters), 60)
-    assert _wait_until(lambda: not _owner_scratch(process.pid), 30)
+    assert _wait_until(lambda: not docker_client.containers.list(all=True, filters=filters), 60), \
+        docker_client.containers.list(all=True, filters=filters)
+    assert _wait_until(lambda: not _owner_scratch(process.pid), 30), _owner_scratch(process.pid)
 
 
 def test_when_the_watchdog_dies_too_the_next_harness_cleans_up(docker_client, synthetic_root, tmp_path):
