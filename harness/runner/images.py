@@ -14,10 +14,12 @@ Image labels a participant sets to declare how to run it (CLI flags win over the
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import io
 import json
+import lzma
 import os
 import tarfile
 import threading
@@ -115,7 +117,7 @@ def check_tarball(path: Path, *, max_bytes: int | None = None) -> TarballImage:
                             f"refused before loading anything (at least {size / 1024**3:.2f} GiB)")
 
     try:
-        with tarfile.open(path, "r|*") as archive:
+        with open(path, "rb") as raw, _tar_stream(raw) as archive:
             for member in archive:
                 if not member.isfile():
                     continue
@@ -130,7 +132,7 @@ def check_tarball(path: Path, *, max_bytes: int | None = None) -> TarballImage:
                 unpacked += _layer_files_bytes(handle, budget=max_bytes - unpacked)
                 if unpacked > max_bytes:
                     raise over(unpacked, "layers' files")
-    except (tarfile.TarError, OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+    except (tarfile.TarError, OSError, EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError) as exc:
         raise HarnessError(f"{path}: not a readable docker-save tarball ({exc})") from None
     manifest = _json_member(small, "manifest.json", path)
     if not isinstance(manifest, list) or len(manifest) != 1:
@@ -152,6 +154,46 @@ def check_tarball(path: Path, *, max_bytes: int | None = None) -> TarballImage:
     return info
 
 
+_STREAM_BUFFER = 1 << 20
+_MAGIC = ((b"\x1f\x8b", lambda f: gzip.GzipFile(fileobj=f, mode="rb")), (b"BZh", bz2.BZ2File),
+          (b"\xfd7zXZ\x00", lzma.LZMAFile))
+
+
+class _Prefixed(io.RawIOBase):
+    """A read-once stream with its first bytes (already read to sniff the compression) put back in front."""
+
+    def __init__(self, prefix: bytes, rest) -> None:
+        self._prefix, self._rest = prefix, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._prefix:
+            count = min(len(buffer), len(self._prefix))
+            buffer[:count], self._prefix = self._prefix[:count], self._prefix[count:]
+            return count
+        data = self._rest.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def _tar_stream(handle) -> tarfile.TarFile:
+    """A tar read forward once from `handle`, plain or gzip/bzip2/xz compressed.
+
+    Decompression goes through the compression modules' own file objects, which hand out bounded
+    chunks: tarfile's built-in stream decompression ("r|*") re-slices a whole inflated chunk for
+    every 10 KiB record, which makes a highly compressible layer (1 GiB of zeros) take minutes.
+    """
+    head = handle.read(6)
+    stream = io.BufferedReader(_Prefixed(head, handle), buffer_size=_STREAM_BUFFER)
+    for magic, opener in _MAGIC:
+        if head.startswith(magic):
+            stream = opener(stream)
+            break
+    return tarfile.open(fileobj=stream, mode="r|", bufsize=_STREAM_BUFFER)
+
+
 def _layer_files_bytes(handle, *, budget: int) -> int:
     """The total size of the files in a layer (a tar, maybe compressed), from its headers; 0 if not a tar.
 
@@ -159,13 +201,13 @@ def _layer_files_bytes(handle, *, budget: int) -> int:
     """
     total = 0
     try:
-        with tarfile.open(fileobj=handle, mode="r|*") as layer:
+        with _tar_stream(handle) as layer:
             for member in layer:
                 if member.isfile():
                     total += member.size
                     if total > budget:
                         break
-    except (tarfile.TarError, OSError, EOFError, gzip.BadGzipFile, zlib.error):
+    except (tarfile.TarError, OSError, EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError):
         pass  # a config or other non-tar member; the outer stream skips what was not read
     return total
 
@@ -227,7 +269,8 @@ def _untagged_stream(source: Path, chunk_bytes: int = 1 << 20):
 
 def _strip_tags(source: Path, sink) -> None:
     """Copy a docker-save tarball as a stream without the names that `docker load` would apply as tags."""
-    with tarfile.open(source, "r|*") as archive, tarfile.open(fileobj=sink, mode="w|") as out:
+    with open(source, "rb") as raw, _tar_stream(raw) as archive, \
+            tarfile.open(fileobj=sink, mode="w|", bufsize=_STREAM_BUFFER) as out:
         for member in archive:
             if member.name == "repositories":
                 continue
