@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import socket
 import threading
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from harness.manifest import InputSocket, case_file
 from harness.runner import engine
 from harness.runner.images import load_tarball
 from harness.runner.metering import nvml_available
+from harness.runner.scratch import remove_tree
 from harness.runner.run import (ContainerResult, ResolvedSubmission, RunRequest, resolve_submission, run_flare_set,
                                 run_gc_case)
 from harness.runner.sandbox import SandboxPolicy
@@ -145,7 +145,7 @@ def _sweep_scratch() -> Path:
         try:
             os.kill(int(old.name.split("-", 1)[1]), 0)
         except ProcessLookupError:
-            shutil.rmtree(old, ignore_errors=True)
+            remove_tree(old)  # unmounts a capped output folder first
         except (ValueError, PermissionError):
             continue
     mine.mkdir(exist_ok=True)
