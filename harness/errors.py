@@ -44,6 +44,7 @@ class FailureKind(str, enum.Enum):
     SYMLINK_IN_OUTPUT = "symlink_in_output"
     SPECIAL_FILE_IN_OUTPUT = "special_file_in_output"
     OUTPUT_TOO_LARGE = "output_too_large"
+    START_FAILED = "start_failed"
     # the output reader's refusals of untrusted bytes (before any pixel is read)
     UNSAFE_METAIMAGE = "unsafe_metaimage"
     UNSAFE_OUTPUT_PATH = "unsafe_output_path"

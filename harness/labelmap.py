@@ -30,6 +30,10 @@ from harness.taxonomy import Taxonomy, load_taxonomy
 
 #: Marks ids that the label map does not declare; never a valid benchmark id.
 UNDECLARED = 255
+#: Caps on a label map, which may come from an image (untrusted metadata): its size as JSON, and the
+#: number of ids it lists (TotalSegmentator's largest maps list ~120; whole-body models a few hundred).
+MAX_LABEL_MAP_BYTES = 1024 * 1024
+MAX_LABEL_MAP_IDS = 4096
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,12 @@ class LabelMap:
 
     @classmethod
     def from_document(cls, document: dict, *, where: str) -> "LabelMap":
-        validate(document, "label_map", where=where)
+        """Check a parsed label map: its id count first (cheap), then its schema, stopping at the first error."""
+        labels = document.get("labels") if isinstance(document, dict) else None
+        if isinstance(labels, dict) and len(labels) > MAX_LABEL_MAP_IDS:
+            raise LabelMapError(f"{where}: the label map lists {len(labels)} ids; at most {MAX_LABEL_MAP_IDS} "
+                                "are accepted")
+        validate(document, "label_map", where=where, first_only=True)
         return cls(name=document["name"], labels={int(k): v for k, v in document["labels"].items()},
                    description=document.get("description", ""))
 
@@ -70,6 +79,8 @@ def resolve_label_map(spec: str) -> LabelMap:
     spec = spec.strip()
     if not spec:
         raise LabelMapError("empty label map: give a shipped name, a JSON file or an inline JSON document")
+    if len(spec.encode()) > MAX_LABEL_MAP_BYTES:
+        raise LabelMapError(f"label map of {len(spec.encode())} bytes; at most {MAX_LABEL_MAP_BYTES} are accepted")
     if spec.startswith("{"):
         try:
             document = json.loads(spec)
@@ -80,6 +91,9 @@ def resolve_label_map(spec: str) -> LabelMap:
     if path.suffix == ".json" or path.exists():
         if not path.is_file():
             raise LabelMapError(f"label map file {path} does not exist")
+        if path.stat().st_size > MAX_LABEL_MAP_BYTES:
+            raise LabelMapError(f"label map file {path} is {path.stat().st_size} bytes; at most "
+                                f"{MAX_LABEL_MAP_BYTES} are accepted")
         return LabelMap.from_document(read_json(path), where=str(path))
     return load_shipped_label_map(spec)
 

@@ -83,10 +83,10 @@ def static_checks(client, request: ValidateRequest) -> tuple[list[Check], ImageI
     image: ImageInfo | None = None
     try:
         if request.image_tar is not None:
-            tarball = check_tarball(request.image_tar)
+            tarball = check_tarball(request.image_tar, max_bytes=request.max_image_bytes)
             checks.append(Check("tarball", True, f"one linux/{tarball.architecture} image "
                                 f"({tarball.config_digest[:19]})"))
-            image = load_tarball(client, request.image_tar)
+            image = load_tarball(client, request.image_tar, max_bytes=request.max_image_bytes)
         else:
             image = inspect_image(client, request.image)
     except HarnessError as error:

@@ -63,13 +63,28 @@ def add_batch_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_sandbox_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gpus", default=None, help="'all' or a count, as `docker run --gpus`")
-    parser.add_argument("--memory", default="8g", help="memory limit, swap equal to it (default 8g)")
-    parser.add_argument("--cpus", type=float, default=None, help="CPU limit (default: cores, at most 4)")
-    parser.add_argument("--pids-limit", type=positive_int, default=None, help="process limit (default 512)")
-    parser.add_argument("--shm-size", default=None, help="/dev/shm size (default: half the memory limit)")
-    parser.add_argument("--time-limit", default="3600", help="wall-clock limit per container run, e.g. 600, 10m")
-    parser.add_argument("--output-limit", default="2g", help="cap on the total size of a run's outputs")
+    """The sandbox flags; each defaults to None so that SandboxPolicy's own default applies (and is shown)."""
+    from harness.runner.sandbox import SandboxPolicy
+
+    default = SandboxPolicy.default_text
+    parser.add_argument("--gpus", default=None, help="'all' or a count, as `docker run --gpus` (default: no GPU)")
+    parser.add_argument("--memory", default=None,
+                        help=f"memory limit, swap equal to it (default {default('memory_bytes')})")
+    parser.add_argument("--cpus", type=float, default=None, help=f"CPU limit (default {default('cpus')})")
+    parser.add_argument("--pids-limit", type=positive_int, default=None,
+                        help=f"process limit (default {default('pids_limit')})")
+    parser.add_argument("--shm-size", default=None, help=f"/dev/shm size (default {default('shm_bytes')})")
+    parser.add_argument("--tmp-size", default=None,
+                        help=f"size of the container's /tmp, its only writable scratch (default {default('tmp_bytes')})")
+    parser.add_argument("--time-limit", default=None,
+                        help=f"wall-clock limit per container run, e.g. 600, 10m (default {default('time_limit_s')})")
+    parser.add_argument("--output-limit", default=None,
+                        help=f"cap on the total size of a run's outputs (default {default('output_max_bytes')})")
+    parser.add_argument("--output-files", type=positive_int, default=None,
+                        help=f"cap on the number of files and folders a run writes (default "
+                             f"{default('output_max_files')})")
+    parser.add_argument("--max-image-size", default=None,
+                        help=f"largest accepted image, all layers' files (default {default('image_max_bytes')})")
     parser.add_argument("--allow-root", action="store_true",
                         help="run images whose user is root (Grand-Challenge refuses them)")
 
@@ -123,14 +138,18 @@ def score_settings(args: argparse.Namespace, *, required: tuple[str, ...] = ()):
 
 
 def sandbox_policy(args: argparse.Namespace):
-    """The SandboxPolicy of the sandbox flags."""
+    """The sandbox policy of the flags; a flag not given (None) leaves SandboxPolicy's default."""
     from harness.runner.sandbox import SandboxPolicy, parse_bytes, parse_duration
 
+    def optional(parse, value):
+        return None if value is None else parse(value)
+
     return SandboxPolicy.create(
-        memory_bytes=parse_bytes(args.memory), cpus=args.cpus, pids_limit=args.pids_limit,
-        shm_bytes=parse_bytes(args.shm_size) if args.shm_size else None,
-        time_limit_s=parse_duration(args.time_limit), output_max_bytes=parse_bytes(args.output_limit),
-        gpus=args.gpus, allow_root=args.allow_root)
+        memory_bytes=optional(parse_bytes, args.memory), cpus=args.cpus, pids_limit=args.pids_limit,
+        shm_bytes=optional(parse_bytes, args.shm_size), tmp_bytes=optional(parse_bytes, args.tmp_size),
+        time_limit_s=optional(parse_duration, args.time_limit),
+        output_max_bytes=optional(parse_bytes, args.output_limit), output_max_files=args.output_files,
+        image_max_bytes=optional(parse_bytes, args.max_image_size), gpus=args.gpus, allow_root=args.allow_root or None)
 
 
 def default_benchmark(data_root=None) -> str:

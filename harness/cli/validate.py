@@ -13,20 +13,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_image_flags(validate)
     add_sandbox_flags(validate)
     validate.add_argument("--report", type=Path, default=None, help="write the checks as JSON here")
-    validate.add_argument("--max-image-size", default="20g", help="largest accepted image (default 20g)")
     validate.add_argument("--static-only", action="store_true", help="skip the dry run (nothing is started)")
     add_output_flags(validate, quiet_help="print only the failed checks and the final line")
     validate.set_defaults(func=cmd_validate)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from harness.runner.sandbox import parse_bytes
     from harness.validate import ValidateRequest, validate_submission, write_report
 
-    request = ValidateRequest(image=args.image, image_tar=args.image_tar, policy=sandbox_policy(args),
+    policy = sandbox_policy(args)
+    request = ValidateRequest(image=args.image, image_tar=args.image_tar, policy=policy,
                               protocol=args.protocol, label_map=args.label_map,
                               output_relative_path=args.output_relative_path, model_dir=args.model_dir,
-                              max_image_bytes=parse_bytes(args.max_image_size), dry_run=not args.static_only)
+                              max_image_bytes=policy.image_max_bytes, dry_run=not args.static_only)
     checks = validate_submission(request)
     for check in checks:
         if not check.passed or not args.quiet:

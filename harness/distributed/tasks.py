@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import socket
 import threading
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from harness.runner.metering import nvml_available
 from harness.runner.layout import OutLayout
 from harness.runner.run import (ContainerResult, ResolvedSubmission, RunRequest, model_mounts, resolve_submission,
                                 run_flare_set, run_gc_case)
+from harness.runner.scratch import remove_tree
 from harness.runner.sandbox import SandboxPolicy
 from harness.scoring.case import CaseJob, score_files
 
@@ -209,7 +209,7 @@ def _sweep_scratch() -> Path:
         try:
             os.kill(int(old.name.split("-", 1)[1]), 0)
         except ProcessLookupError:
-            shutil.rmtree(old, ignore_errors=True)
+            remove_tree(old)  # unmounts a capped output folder first
         except (ValueError, PermissionError):
             continue
     mine.mkdir(exist_ok=True)
@@ -290,27 +290,6 @@ def load_received(source: ImageSource) -> str:
 
 # -- GPUs ------------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class PinnedGpuPolicy(SandboxPolicy):
-    """The run's policy with its GPU request pinned to device ids (the GPU(s) this worker was given).
-
-    `--gpus 1` alone lets the engine pick a device, and every worker of a node would get the same
-    one; on a worker the request names the worker's own device(s). All other limits are unchanged,
-    and `describe()` (what results record) is the run's.
-    """
-
-    device_ids: tuple[str, ...] = ()
-
-    def engine_kwargs(self) -> dict:
-        import docker.types
-
-        kwargs = super().engine_kwargs()
-        if self.gpus is not None and self.device_ids:
-            kwargs["device_requests"] = [docker.types.DeviceRequest(device_ids=list(self.device_ids),
-                                                                    capabilities=[["gpu"]])]
-        return kwargs
-
-
 def gpu_ids() -> list[str]:
     value = os.environ.get(GPU_IDS_ENV) or os.environ.get("CUDA_VISIBLE_DEVICES") or ""
     return [item.strip() for item in value.split(",") if item.strip()]
@@ -343,13 +322,6 @@ class _GpuSlots:
             self._condition.notify_all()
 
 
-def pinned_policy(policy: SandboxPolicy, ids: list[str]) -> SandboxPolicy:
-    if policy.gpus is None or not ids:
-        return policy
-    values = {f.name: getattr(policy, f.name) for f in dataclasses.fields(SandboxPolicy)}
-    if policy.gpus != "all":
-        values["gpus"] = str(len(ids))
-    return PinnedGpuPolicy(**values, device_ids=tuple(ids))
 
 
 def _check_gpu_runtime(client, policy: SandboxPolicy) -> None:
@@ -407,7 +379,7 @@ def run_case(task: GcCaseTask) -> ContainerResult:
     client, image_id, mounts, ids = _ready_node(task)
     try:
         result = run_gc_case(
-            image_id=image_id, policy=pinned_policy(task.policy, ids), case_id=task.case_id,
+            image_id=image_id, policy=task.policy.pinned_to(ids), case_id=task.case_id,
             image_path=case_file(task.data.data_root, task.image_relative), socket=task.socket,
             output_relative_path=task.output_relative_path, predictions_dir=task.layout.predictions(task.key),
             log_path=task.layout.case_log(task.key, task.case_id), extra_mounts=mounts,
@@ -421,7 +393,7 @@ def run_set(task: FlareSetTask) -> list[ContainerResult]:
     client, image_id, mounts, ids = _ready_node(task)
     try:
         results = run_flare_set(
-            image_id=image_id, policy=pinned_policy(task.policy, ids), key=task.key, command=task.command,
+            image_id=image_id, policy=task.policy.pinned_to(ids), key=task.key, command=task.command,
             images={case_id: case_file(task.data.data_root, relative) for case_id, relative in task.cases},
             predictions_dir=task.layout.predictions(task.key), log_path=task.layout.set_log(task.key),
             extra_mounts=mounts, gpu_metering=task.policy.gpus is not None and nvml_available(), client=client,

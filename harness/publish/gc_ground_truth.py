@@ -38,7 +38,7 @@ from pathlib import Path
 
 import jsonschema
 
-from harness.errors import GroundTruthError, HarnessError
+from harness.errors import GroundTruthError
 from harness.imageio import image_suffix
 from harness.jsonio import read_json, write_json_atomic
 from harness.labelmap import LabelMapping, build_mapping, resolve_label_map, shipped_mapping

@@ -17,9 +17,18 @@ def last_stderr_line(outcome: RunOutcome) -> str:
 def classify(outcome: RunOutcome, policy: SandboxPolicy, *, subject: str) -> CaseFailed | None:
     """None when the container exited 0 in time; else the CaseFailed to record for `subject`."""
     peak = f"; peak memory {outcome.peak_memory_bytes / 1024**2:.0f} MiB" if outcome.peak_memory_bytes else ""
+    if outcome.start_error is not None:
+        return CaseFailed(FailureKind.START_FAILED, f"{subject}: the container could not start (does the image's entry point "
+                                          f"or command exist?): {outcome.start_error}")
     if outcome.timed_out:
         return CaseFailed(FailureKind.TIME_LIMIT, f"{subject}: Time limit exceeded ({policy.time_limit_s:.0f} s); "
                                         "the container was killed")
+    if outcome.output_exceeded:
+        return CaseFailed(FailureKind.OUTPUT_TOO_LARGE, f"{subject}: the outputs passed their cap of "
+                                              f"{policy.output_max_bytes / 1024**2:.0f} MiB or "
+                                              f"{policy.output_max_files} files and folders; the container was "
+                                              f"stopped there (exit code {outcome.exit_code}: "
+                                              f"{last_stderr_line(outcome)})")
     if outcome.oom_killed or outcome.exit_code == 137:
         return CaseFailed(FailureKind.MEMORY_LIMIT, f"{subject}: The container exceeded its memory limit of "
                                           f"{policy.memory_bytes / 1024**2:.0f} MiB (exit code 137{peak})")
@@ -34,5 +43,5 @@ def unexpected_failure(subject: str, exc: BaseException) -> CaseFailed:
 
     A container step turns it into a failed case so that one hostile output never crashes a run.
     """
-    return CaseFailed("harness_error", f"{subject}: the harness could not handle this output "
+    return CaseFailed(FailureKind.HARNESS_ERROR, f"{subject}: the harness could not handle this output "
                                        f"({type(exc).__name__}: {str(exc)[:300]})")

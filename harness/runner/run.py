@@ -30,10 +30,12 @@ from harness.runner.failures import classify, unexpected_failure
 from harness.runner.images import (DEFAULT_FLARE_COMMAND, DEFAULT_OUTPUT_RELATIVE_PATH, LABEL_FLARE_COMMAND,
                                    LABEL_OUTPUT_PATH, PROTOCOLS, ImageInfo, declared_label_map, inspect_image,
                                    load_tarball)
+from harness.runner import scratch as scratch_folders
 from harness.runner.metering import GpuSampler
+from harness.runner.outputfs import CappedOutputFolder
 from harness.runner.protocols import flare, gc
-from harness.runner.protocols.outputs_tree import check_output_relative_path, remove_tree
-from harness.runner.sandbox import SandboxPolicy
+from harness.runner.protocols.outputs_tree import check_output_relative_path
+from harness.runner.sandbox import LOG_TAIL_BYTES, LOG_TAIL_LINES, SandboxPolicy
 from harness.scoring.case import CaseJob, ScoreSettings
 from harness.taxonomy import load_taxonomy
 
@@ -70,7 +72,8 @@ def resolve_submission(client, request: RunRequest) -> ResolvedSubmission:
     """Image, protocol, label map and output socket, from the image's labels with flags winning."""
     if (request.image is None) == (request.image_tar is None):
         raise HarnessError("give exactly one of --image or --image-tar")
-    image = load_tarball(client, request.image_tar) if request.image_tar else inspect_image(client, request.image)
+    image = (load_tarball(client, request.image_tar, max_bytes=request.policy.image_max_bytes) if request.image_tar
+             else inspect_image(client, request.image))
     if image.runs_as_root and not request.policy.allow_root:
         raise HarnessError(f"image {image.reference} runs as root (user '{image.user or '(unset)'}'); Grand-Challenge "
                            "refuses such images: add a non-root USER to the Dockerfile, or pass --allow-root")
@@ -134,8 +137,9 @@ def score_job(*, case_id: str, gt_path: Path, prediction: Path, runtime: dict | 
 def write_log(path: Path, outcome: engine.RunOutcome) -> None:
     """The container's stdout and stderr tails, written atomically (a retried task may write it again)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, "# stdout (last 500 lines)\n" + "\n".join(outcome.stdout_tail) +
-                      "\n# stderr (last 500 lines)\n" + "\n".join(outcome.stderr_tail) + "\n")
+    kept = f"last {LOG_TAIL_LINES} lines, at most {LOG_TAIL_BYTES // 1024} KiB"
+    write_text_atomic(path, f"# stdout ({kept})\n" + "\n".join(outcome.stdout_tail) +
+                      f"\n# stderr ({kept})\n" + "\n".join(outcome.stderr_tail) + "\n")
 
 
 def keep_prediction(produced: Path, folder: Path) -> Path:
@@ -164,10 +168,16 @@ ENGINE_SLOT: ContextVar[AbstractContextManager | None] = ContextVar("aeval_engin
 
 
 def _run(client, image_id: str, policy: SandboxPolicy, mounts: list[engine.Mount], command: list[str] | None,
-         gpu_metering: bool) -> engine.RunOutcome:
+         gpu_metering: bool, output: CappedOutputFolder) -> engine.RunOutcome:
     with ENGINE_SLOT.get() or nullcontext():
         return engine.run_container(client, image_id, policy=policy, mounts=mounts, command=command,
-                                    gpu_sampler_factory=GpuSampler if gpu_metering else None)
+                                    gpu_sampler_factory=GpuSampler if gpu_metering else None,
+                                    output_exceeded=output.exceeded)
+
+
+def _capped(folder: Path, policy: SandboxPolicy) -> CappedOutputFolder:
+    """The container's output folder, capped in size and entries while it runs (see `outputfs`)."""
+    return CappedOutputFolder(folder, max_bytes=policy.output_max_bytes, max_files=policy.output_max_files)
 
 
 def run_gc_case(*, image_id: str, policy: SandboxPolicy, case_id: str, image_path: Path, socket: InputSocket,
@@ -181,18 +191,19 @@ def run_gc_case(*, image_id: str, policy: SandboxPolicy, case_id: str, image_pat
     Problems of the harness or engine as a whole (HarnessError) propagate. The scratch always goes.
     """
     client = client or engine.connect()
-    scratch = Path(tempfile.mkdtemp(prefix="aeval-job-", dir=scratch_dir))
+    scratch = Path(tempfile.mkdtemp(prefix="aeval-job-", dir=scratch_dir or scratch_folders.owner_dir()))
     runtime = None
     try:
         job = gc.stage_case(image_path=image_path, socket=socket, scratch=scratch / "job")
-        outcome = _run(client, image_id, policy, job.mounts() + list(extra_mounts), None, gpu_metering)
-        runtime = outcome.runtime()
-        write_log(log_path, outcome)
-        failure = classify(outcome, policy, subject=f"case {case_id}")
-        if failure:
-            raise failure
-        kept = gc.collect_output(job, relative_path=output_relative_path, case_id=case_id,
-                                 max_bytes=policy.output_max_bytes, keep_as=scratch / "kept" / case_id)
+        with _capped(job.output_dir, policy) as output:
+            outcome = _run(client, image_id, policy, job.mounts() + list(extra_mounts), None, gpu_metering, output)
+            runtime = outcome.runtime()
+            write_log(log_path, outcome)
+            failure = classify(outcome, policy, subject=f"case {case_id}")
+            if failure:
+                raise failure
+            kept = gc.collect_output(job, relative_path=output_relative_path, case_id=case_id,
+                                     max_bytes=policy.output_max_bytes, keep_as=scratch / "kept" / case_id)
         return ContainerResult(case_id=case_id, prediction=keep_prediction(kept, predictions_dir), runtime=runtime)
     except CaseFailed as failure:
         return ContainerResult.failed(case_id, failure, runtime)
@@ -201,7 +212,7 @@ def run_gc_case(*, image_id: str, policy: SandboxPolicy, case_id: str, image_pat
     except Exception as exc:  # noqa: BLE001 - hostile output must never crash the run: the case fails
         return ContainerResult.failed(case_id, unexpected_failure(f"case {case_id}", exc), runtime)
     finally:
-        remove_tree(scratch)
+        scratch_folders.remove_tree(scratch)
 
 
 def run_flare_set(*, image_id: str, policy: SandboxPolicy, key: str, command: str, images: dict[str, Path],
@@ -209,16 +220,17 @@ def run_flare_set(*, image_id: str, policy: SandboxPolicy, key: str, command: st
                   gpu_metering: bool = False, client=None, scratch_dir: Path | None = None) -> list[ContainerResult]:
     """One test set, FLARE protocol: one container run over `images` (case id -> file), per-case results."""
     client = client or engine.connect()
-    scratch = Path(tempfile.mkdtemp(prefix="aeval-set-", dir=scratch_dir))
+    scratch = Path(tempfile.mkdtemp(prefix="aeval-set-", dir=scratch_dir or scratch_folders.owner_dir()))
     runtime = None
     try:
         job = flare.stage_set(images=images, scratch=scratch / "job")
-        outcome = _run(client, image_id, policy, job.mounts() + list(extra_mounts), ["sh", "-c", command],
-                       gpu_metering)
-        write_log(log_path, outcome)
-        runtime = {**outcome.runtime(), "scope": "test set run", "cases_in_run": len(images)}
-        failure = classify(outcome, policy, subject=f"test set {key} (FLARE run)")
-        kept = flare.collect_outputs(job, max_bytes=policy.output_max_bytes, keep_dir=scratch / "kept")
+        with _capped(job.output_dir, policy) as output:
+            outcome = _run(client, image_id, policy, job.mounts() + list(extra_mounts), ["sh", "-c", command],
+                           gpu_metering, output)
+            write_log(log_path, outcome)
+            runtime = {**outcome.runtime(), "scope": "test set run", "cases_in_run": len(images)}
+            failure = classify(outcome, policy, subject=f"test set {key} (FLARE run)")
+            kept = flare.collect_outputs(job, max_bytes=policy.output_max_bytes, keep_dir=scratch / "kept")
         results = []
         for case_id in images:
             result = kept[case_id]
@@ -234,4 +246,4 @@ def run_flare_set(*, image_id: str, policy: SandboxPolicy, key: str, command: st
         failure = unexpected_failure(f"test set {key} (FLARE run)", exc)
         return [ContainerResult.failed(case_id, failure, runtime) for case_id in images]
     finally:
-        remove_tree(scratch)
+        scratch_folders.remove_tree(scratch)

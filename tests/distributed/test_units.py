@@ -13,7 +13,7 @@ from harness.cli.run import wants_distributed
 from harness.distributed.cluster import parse_cluster
 from harness.errors import DataRootMismatch, DockerMissingOnWorker
 from harness.distributed.runner import container_resources
-from harness.distributed.tasks import PinnedGpuPolicy, _GpuSlots, pinned_policy
+from harness.distributed.tasks import _GpuSlots
 from harness.manifest import load_benchmark, load_manifest_file, sha256_file
 from harness.runner.sandbox import SandboxPolicy
 
@@ -38,19 +38,6 @@ def test_container_tasks_hold_one_gpu_or_one_container_slot():
     assert container_resources(SandboxPolicy(gpus="1")) == {"GPU": 1}
     assert container_resources(SandboxPolicy(gpus="2")) == {"GPU": 2}
     assert container_resources(SandboxPolicy(gpus="all")) == {"GPU": 1}
-
-
-def test_gpu_request_is_pinned_to_the_workers_devices_other_limits_unchanged():
-    policy = SandboxPolicy(gpus="1", memory_bytes=2 * 1024**3)
-    pinned = pinned_policy(policy, ["3"])
-    assert isinstance(pinned, PinnedGpuPolicy) and pinned.describe() == policy.describe()
-    request = pinned.engine_kwargs()["device_requests"][0]
-    assert request["DeviceIDs"] == ["3"] and request["Count"] in (None, 0)
-    base, ours = policy.engine_kwargs(), pinned.engine_kwargs()
-    assert {k: v for k, v in base.items() if k not in ("device_requests", "log_config")} == \
-        {k: v for k, v in ours.items() if k not in ("device_requests", "log_config")}
-    assert pinned_policy(SandboxPolicy(), ["3"]) == SandboxPolicy()  # CPU runs: nothing to pin
-    assert pinned_policy(policy, []) is policy  # no ids known: the engine picks
 
 
 def test_gpu_slots_hand_out_distinct_devices(monkeypatch):

@@ -3,7 +3,7 @@
 import pytest
 
 from harness.errors import HarnessError
-from harness.runner.sandbox import SandboxPolicy, parse_bytes, parse_duration
+from harness.runner.sandbox import SandboxPolicy, format_bytes, parse_bytes, parse_duration
 
 
 def test_engine_settings_lock_the_container_down():
@@ -56,3 +56,46 @@ def test_bad_values_are_clear_errors():
         parse_bytes("lots")
     with pytest.raises(HarnessError, match="below Docker's minimum"):
         SandboxPolicy.create(memory_bytes=1024)
+
+
+def test_gpu_request_is_pinned_to_the_workers_devices_other_limits_unchanged():
+    policy = SandboxPolicy(gpus="1", memory_bytes=2 * 1024**3)
+    pinned = policy.pinned_to(["3"])
+    assert pinned.gpu_device_ids == ("3",) and pinned.describe() == policy.describe()
+    request = pinned.engine_kwargs()["device_requests"][0]
+    assert request["DeviceIDs"] == ["3"] and request["Count"] in (None, 0)
+    base, ours = policy.engine_kwargs(), pinned.engine_kwargs()
+    assert {k: v for k, v in base.items() if k not in ("device_requests", "log_config")} == \
+        {k: v for k, v in ours.items() if k not in ("device_requests", "log_config")}
+    assert SandboxPolicy().pinned_to(["3"]) == SandboxPolicy()  # CPU runs: nothing to pin
+    assert policy.pinned_to([]) is policy  # no ids known: the engine picks
+    assert SandboxPolicy(gpus="all").pinned_to(["0", "1"]).engine_kwargs()["device_requests"][0]["DeviceIDs"] == \
+        ["0", "1"]
+    with pytest.raises(HarnessError, match="device ids were given for a policy without GPUs"):
+        SandboxPolicy(gpu_device_ids=("0",))
+
+
+def test_root_filesystem_is_read_only_with_a_sized_tmp():
+    kwargs = SandboxPolicy.create(tmp_bytes=parse_bytes("64m")).engine_kwargs()
+    assert kwargs["read_only"] is True
+    assert f"size={64 * 1024**2}" in kwargs["tmpfs"]["/tmp"]
+
+
+def test_command_line_defaults_come_from_the_policy():
+    """No sandbox flag has a default of its own: not given, the policy's default applies and is shown."""
+    from harness.cli import build_parser
+    from harness.cli.flags import sandbox_policy as _policy
+
+    parser = build_parser()
+    args = parser.parse_args(["run", "--image", "x", "--out", "o"])
+    assert _policy(args) == SandboxPolicy()
+    args = parser.parse_args(["run", "--image", "x", "--out", "o", "--memory", "2g", "--time-limit", "10m",
+                              "--output-limit", "256m", "--output-files", "50", "--tmp-size", "1g"])
+    policy = _policy(args)
+    assert (policy.memory_bytes, policy.time_limit_s, policy.output_max_bytes, policy.output_max_files,
+            policy.tmp_bytes) == (2 * 1024**3, 600.0, 256 * 1024**2, 50, 1024**3)
+    run_parser = parser._subparsers._group_actions[0].choices["run"]
+    helps = {a.dest: a.help for a in run_parser._actions}
+    assert helps["memory"].endswith(f"(default {format_bytes(SandboxPolicy().memory_bytes)})")
+    assert helps["time_limit"].endswith(f"(default {SandboxPolicy().time_limit_s:g} s)")
+    assert helps["output_limit"].endswith(f"(default {format_bytes(SandboxPolicy().output_max_bytes)})")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from harness.errors import CaseFailed
+from harness.errors import CaseFailed, FailureKind
 
 #: The most header bytes read before `ElementDataFile` must have appeared (ITK writes ~400).
 HEADER_CAP_BYTES = 64 * 1024
@@ -63,7 +63,7 @@ class MetaHeader:
 
 
 def _refuse(case_id: str, name: str, what: str) -> CaseFailed:
-    return CaseFailed("unsafe_metaimage", f"case {case_id}: MetaImage header {name}: {what}")
+    return CaseFailed(FailureKind.UNSAFE_METAIMAGE, f"case {case_id}: MetaImage header {name}: {what}")
 
 
 def parse_header(handle: BinaryIO, *, case_id: str, name: str, require_local: bool = False) -> MetaHeader:
@@ -165,11 +165,11 @@ def _open_regular(path: Path | str, *, case_id: str, dir_fd: int | None, role: s
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError as exc:
-        raise CaseFailed("unsafe_metaimage", f"case {case_id}: cannot open MetaImage {role} "
+        raise CaseFailed(FailureKind.UNSAFE_METAIMAGE, f"case {case_id}: cannot open MetaImage {role} "
                                              f"{os.path.basename(name)}: {exc.strerror}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise CaseFailed("unsafe_metaimage", f"case {case_id}: MetaImage {role} {os.path.basename(name)} "
+        raise CaseFailed(FailureKind.UNSAFE_METAIMAGE, f"case {case_id}: MetaImage {role} {os.path.basename(name)} "
                                              "is not a regular file")
     os.set_blocking(fd, True)
     return fd
@@ -203,7 +203,7 @@ def to_local_mha(header: MetaHeader, data_fd: int, target: Path, *, case_id: str
         count = header.expected_bytes
         skip = size - count if header.header_size == -1 else skip
     if count <= 0 or skip < 0 or skip + count > size:
-        raise CaseFailed("unreadable_prediction", f"case {case_id}: {header_name}: its data file "
+        raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: {header_name}: its data file "
                          f"{header.data_file} holds {size} bytes, the header needs {header.expected_bytes}")
     dropped = {"headersize", "compresseddatasize"}
     lines = [line for line in header.lines if line.split(b"=", 1)[0].strip().lower().decode() not in dropped]
@@ -217,7 +217,7 @@ def to_local_mha(header: MetaHeader, data_fd: int, target: Path, *, case_id: str
         while left:
             chunk = os.read(data_fd, min(left, 1 << 20))
             if not chunk:
-                raise CaseFailed("unreadable_prediction", f"case {case_id}: {header.data_file} shrank while read")
+                raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: {header.data_file} shrank while read")
             out.write(chunk)
             left -= len(chunk)
     return target
