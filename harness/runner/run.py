@@ -203,7 +203,8 @@ def run_gc_case(*, image_id: str, policy: SandboxPolicy, case_id: str, image_pat
             if failure:
                 raise failure
             kept = gc.collect_output(job, relative_path=output_relative_path, case_id=case_id,
-                                     max_bytes=policy.output_max_bytes, keep_as=scratch / "kept" / case_id)
+                                     max_bytes=policy.output_max_bytes, keep_as=scratch / "kept" / case_id,
+                                     max_entries=policy.output_max_files)
         return ContainerResult(case_id=case_id, prediction=keep_prediction(kept, predictions_dir), runtime=runtime)
     except CaseFailed as failure:
         return ContainerResult.failed(case_id, failure, runtime)
@@ -230,7 +231,8 @@ def run_flare_set(*, image_id: str, policy: SandboxPolicy, key: str, command: st
             write_log(log_path, outcome)
             runtime = {**outcome.runtime(), "scope": "test set run", "cases_in_run": len(images)}
             failure = classify(outcome, policy, subject=f"test set {key} (FLARE run)")
-            kept = flare.collect_outputs(job, max_bytes=policy.output_max_bytes, keep_dir=scratch / "kept")
+            kept = flare.collect_outputs(job, max_bytes=policy.output_max_bytes, keep_dir=scratch / "kept",
+                                         max_entries=policy.output_max_files)
         results = []
         for case_id in images:
             result = kept[case_id]

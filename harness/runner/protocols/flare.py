@@ -18,7 +18,7 @@ import SimpleITK as sitk
 from harness.errors import CaseFailed, FailureKind
 from harness.imageio import read_image_approximating
 from harness.runner.engine import Mount
-from harness.runner.protocols.outputs_tree import audit_tree, copy_out, open_folder
+from harness.runner.protocols.outputs_tree import MAX_ENTRIES, audit_tree, copy_out, open_folder
 
 
 @dataclass(frozen=True)
@@ -52,13 +52,14 @@ def stage_set(*, images: dict[str, Path], scratch: Path) -> FlareJob:
     return FlareJob(input_dir=input_dir, output_dir=output_dir, names=names)
 
 
-def collect_outputs(job: FlareJob, *, max_bytes: int, keep_dir: Path) -> dict[str, Path | CaseFailed]:
+def collect_outputs(job: FlareJob, *, max_bytes: int, keep_dir: Path,
+                    max_entries: int = MAX_ENTRIES) -> dict[str, Path | CaseFailed]:
     """Per case: the kept prediction file, or the CaseFailed saying why there is none.
 
     Files are read through a descriptor of the output folder, never following a link.
     """
     try:
-        audit_tree(job.output_dir, case_id="(test set run)", max_bytes=max_bytes)
+        audit_tree(job.output_dir, case_id="(test set run)", max_bytes=max_bytes, max_entries=max_entries)
     except CaseFailed as failure:  # one bad entry taints the whole folder: every case fails with it
         return {case_id: failure for case_id in job.names}
     keep_dir.mkdir(parents=True, exist_ok=True)

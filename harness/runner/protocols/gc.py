@@ -24,7 +24,7 @@ from harness.imageio import read_image_approximating
 from harness.manifest import InputSocket
 from harness.runner.engine import Mount
 from harness.runner.protocols import metaimage
-from harness.runner.protocols.outputs_tree import audit_tree, copy_out, open_folder, open_subfolder
+from harness.runner.protocols.outputs_tree import MAX_ENTRIES, audit_tree, copy_out, open_folder, open_subfolder
 
 @dataclass(frozen=True)
 class GcJob:
@@ -68,14 +68,15 @@ def stage_case(*, image_path: Path, socket: InputSocket, scratch: Path) -> GcJob
     return GcJob(input_dir=input_dir, output_dir=output_dir, image_uuid=image_uuid)
 
 
-def collect_output(job: GcJob, *, relative_path: str, case_id: str, max_bytes: int, keep_as: Path) -> Path:
+def collect_output(job: GcJob, *, relative_path: str, case_id: str, max_bytes: int, keep_as: Path,
+                   max_entries: int = MAX_ENTRIES) -> Path:
     """Find the one output image, check it is safe to read, and copy it to `keep_as` (suffix added).
 
     Everything is read through descriptors of the output folder (no link followed, no path outside
     it). An .mha must hold its pixels; an .mhd and its one data file are joined into one .mha by
     copying bytes, so the prediction is decompressed once, when it is scored.
     """
-    tree = audit_tree(job.output_dir, case_id=case_id, max_bytes=max_bytes)
+    tree = audit_tree(job.output_dir, case_id=case_id, max_bytes=max_bytes, max_entries=max_entries)
     root_fd = open_folder(job.output_dir, case_id=case_id)
     try:
         folder_fd = open_subfolder(root_fd, relative_path, case_id=case_id)

@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import CaseFailed, FailureKind, HarnessError
+from harness.runner.sandbox import SandboxPolicy
 from harness.text import printable
 
 #: Deepest folder nesting accepted in an output folder (a prediction needs two or three levels).
 MAX_DEPTH = 32
-#: Most entries (files and folders) accepted in an output folder.
-MAX_ENTRIES = 10_000
+#: Most entries (files and folders) accepted in an output folder: the sandbox policy's default.
+MAX_ENTRIES = SandboxPolicy.output_max_files
 #: Longest path accepted inside an output folder, in bytes (well under PATH_MAX).
 MAX_PATH_BYTES = 1024
 
