@@ -128,15 +128,13 @@ def aggregate(datasets: dict[str, dict]) -> dict:
 
 
 @dataclass
-class ResultsStore:
-    """The results file of one run: cases accumulate, every write is validated and atomic.
+class Results:
+    """One run's (or one evaluation's) results in memory: identity, case records, notes.
 
-    A rerun pointed at the same file resumes: `finished(key)` tells which cases to skip. The
-    identity (benchmark, settings, submission image id) must match, so results of two different
-    images or policies are never mixed in one file.
+    Records are validated once, on entry, and never modified afterwards. Knows nothing of files:
+    `ResultsStore` saves and resumes it; gc-evaluate builds one and writes metrics.json from it.
     """
 
-    path: Path
     benchmark: str
     settings: dict
     organs: list[str]
@@ -145,17 +143,19 @@ class ResultsStore:
     cases: dict[str, dict[str, dict]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    @classmethod
-    def open(cls, path: Path, *, benchmark: str, settings: dict, organs: list[str], manifests: list[Manifest],
-             submission: dict | None = None) -> "ResultsStore":
-        store = cls(path=Path(path), benchmark=benchmark, settings=settings, organs=organs, submission=submission,
-                    manifests={m.key: m for m in manifests})
-        if store.path.is_file():
-            store._load_previous()
-        return store
+    def finished(self, key: str, *, include_failed: bool = True) -> set[str]:
+        return {cid for cid, c in self.cases.get(key, {}).items() if include_failed or c["status"] == "ok"}
 
-    def _load_previous(self) -> None:
-        previous = read_json(self.path, "results")
+    def add(self, key: str, record: dict) -> None:
+        validate(record, "results", where=f"case record {key}/{record.get('case_id')}", definition="case")
+        self.cases.setdefault(key, {})[record["case_id"]] = record
+
+    def add_note(self, note: str) -> None:
+        if note not in self.notes:
+            self.notes.append(note)
+
+    def resume_from(self, previous: dict, *, where: Path) -> None:
+        """Take the cases and notes of an earlier document of the same run; refuse another run's."""
         mismatch = []
         if previous["benchmark"] != self.benchmark:
             mismatch.append(f"benchmark {previous['benchmark']!r} vs {self.benchmark!r}")
@@ -166,33 +166,19 @@ class ResultsStore:
         if old_id != new_id:
             mismatch.append(f"image id {old_id} vs {new_id}")
         if mismatch:
-            raise HarnessError(f"{self.path} holds results of another run ({'; '.join(mismatch)}): "
+            raise HarnessError(f"{where} holds results of another run ({'; '.join(mismatch)}): "
                                "choose another --out, or delete the file to start over")
         for key, dataset in previous["datasets"].items():
-            self.cases[key] = {c["case_id"]: c for c in dataset["cases"]}
             if key not in self.manifests:
-                raise HarnessError(f"{self.path} holds test set {key}, which is not in this run's benchmark")
+                raise HarnessError(f"{where} holds test set {key}, which is not in this run's benchmark")
             before = (dataset.get("fingerprint") or {}).get("cases_sha256")
             now = case_list_fingerprint(self.manifests[key])["cases_sha256"]
             if before is not None and before != now:
-                raise HarnessError(f"{self.path} holds test set {key} scored on another case list (fingerprint "
+                raise HarnessError(f"{where} holds test set {key} scored on another case list (fingerprint "
                                    f"{before[:12]}, the manifest {self.manifests[key].path} now gives {now[:12]}): "
                                    "choose another --out, or delete the file to start over")
+            self.cases[key] = {c["case_id"]: c for c in dataset["cases"]}
         self.notes = list(previous.get("notes", []))
-
-    def finished(self, key: str, *, include_failed: bool = True) -> set[str]:
-        return {cid for cid, c in self.cases.get(key, {}).items() if include_failed or c["status"] == "ok"}
-
-    def add(self, key: str, record: dict, *, write: bool = True) -> None:
-        """Validate the record once, on entry (records are never modified afterwards), then save."""
-        validate(record, "results", where=f"case record {key}/{record.get('case_id')}", definition="case")
-        self.cases.setdefault(key, {})[record["case_id"]] = record
-        if write:
-            self.write(full_validation=False)
-
-    def add_note(self, note: str) -> None:
-        if note not in self.notes:
-            self.notes.append(note)
 
     def document(self) -> dict:
         datasets = {}
@@ -204,6 +190,44 @@ class ResultsStore:
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "benchmark": self.benchmark, "submission": self.submission, "settings": self.settings,
                 "notes": self.notes, "datasets": datasets, "aggregates": aggregate(datasets)}
+
+
+@dataclass
+class ResultsStore:
+    """The results file of one run: every write is validated and atomic; a rerun resumes from it.
+
+    A rerun pointed at the same file resumes: `finished(key)` tells which cases to skip. The
+    identity (benchmark, settings, submission image id) must match, so results of two different
+    images or policies are never mixed in one file.
+    """
+
+    path: Path
+    results: Results
+
+    @classmethod
+    def open(cls, path: Path, *, benchmark: str, settings: dict, organs: list[str], manifests: list[Manifest],
+             submission: dict | None = None) -> "ResultsStore":
+        results = Results(benchmark=benchmark, settings=settings, organs=organs, submission=submission,
+                          manifests={m.key: m for m in manifests})
+        path = Path(path)
+        if path.is_file():
+            results.resume_from(read_json(path, "results"), where=path)
+        return cls(path=path, results=results)
+
+    def finished(self, key: str, *, include_failed: bool = True) -> set[str]:
+        return self.results.finished(key, include_failed=include_failed)
+
+    def add(self, key: str, record: dict, *, write: bool = True) -> None:
+        """Validate the record once, on entry, then save."""
+        self.results.add(key, record)
+        if write:
+            self.write(full_validation=False)
+
+    def add_note(self, note: str) -> None:
+        self.results.add_note(note)
+
+    def document(self) -> dict:
+        return self.results.document()
 
     def write(self, *, full_validation: bool = True) -> dict:
         """Write results.json and its CSV atomically, validated against the results schema.

@@ -36,7 +36,7 @@ from harness.labelmap import LabelMapping
 from harness.publish import bootstrap
 from harness.publish.bootstrap import MIN_RESAMPLES
 from harness.publish.gc_ground_truth import INDEX_NAME, GroundTruth, GroundTruthCase, load_ground_truth
-from harness.results import RANKED_METRICS, ResultsStore, case_mean, failed_record, mean_or_none
+from harness.results import RANKED_METRICS, Results, case_mean, failed_record, mean_or_none
 from harness.scoring.case import CaseJob, ScoreSettings
 from harness.scoring.pool import ScoringPool
 from harness.taxonomy import load_taxonomy
@@ -214,19 +214,19 @@ def check_anything_to_score(assigned: dict[tuple[str, str], Assignment], *, n_jo
 
 
 def score_assignments(assigned: dict[tuple[str, str], Assignment], *, ground_truth: GroundTruth,
-                      pred_mapping: LabelMapping, settings: ScoreSettings, workers: int) -> ResultsStore:
+                      pred_mapping: LabelMapping, settings: ScoreSettings, workers: int) -> Results:
     """Score every assignment with a prediction; failures become failed records (0 for every organ)."""
     organs = list(load_taxonomy().organ_names)
-    store = ResultsStore(path=Path(METRICS_NAME), benchmark=ground_truth.benchmark, settings=settings.to_document(),
-                         organs=organs, manifests={m.key: m for m in ground_truth.manifests})
+    store = Results(benchmark=ground_truth.benchmark, settings=settings.to_document(), organs=organs,
+                    manifests={m.key: m for m in ground_truth.manifests})
     for note in pred_mapping.notes():
         store.add_note(f"predictions: {note}")
-    with ScoringPool(workers=workers, on_record=lambda key, record: store.add(key, record, write=False)) as pool:
+    with ScoringPool(workers=workers, on_record=store.add) as pool:
         for (key, case_id), assignment in sorted(assigned.items()):
             if assignment.failure is not None:
                 kind, message = assignment.failure
                 store.add(key, failed_record(case_id, kind=kind, message=message, organs=organs,
-                                             metrics=settings.metrics), write=False)
+                                             metrics=settings.metrics))
                 continue
             pool.submit(key, CaseJob(case_id=case_id, gt_path=assignment.case.label, pred_path=assignment.prediction,
                                      gt_mapping=ground_truth.mappings[key], pred_mapping=pred_mapping,
