@@ -34,7 +34,7 @@ from harness.runner import scratch as scratch_folders
 from harness.runner.metering import GpuSampler
 from harness.runner.outputfs import CappedOutputFolder
 from harness.runner.protocols import flare, gc
-from harness.runner.protocols.outputs_tree import check_output_relative_path
+from harness.runner.protocols.outputs_tree import audit_tree, check_output_relative_path
 from harness.runner.sandbox import LOG_TAIL_BYTES, LOG_TAIL_LINES, SandboxPolicy
 from harness.scoring.case import CaseJob, ScoreSettings
 from harness.taxonomy import load_taxonomy
@@ -200,6 +200,10 @@ def run_gc_case(*, image_id: str, policy: SandboxPolicy, case_id: str, image_pat
             runtime = outcome.runtime()
             write_log(log_path, outcome)
             failure = classify(outcome, policy, subject=f"case {case_id}")
+            if failure and failure.kind == FailureKind.OUTPUT_TOO_LARGE:
+                # stopped at the cap: the tree walk names which one (size, files, depth, path length)
+                audit_tree(job.output_dir, case_id=case_id, max_bytes=policy.output_max_bytes,
+                           max_entries=policy.output_max_files)
             if failure:
                 raise failure
             kept = gc.collect_output(job, relative_path=output_relative_path, case_id=case_id,

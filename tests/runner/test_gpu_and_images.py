@@ -10,7 +10,7 @@ import tarfile
 
 import pytest
 
-from harness.errors import HarnessError
+from harness.errors import ExitCode, HarnessError
 from harness.runner import engine
 from harness.runner.images import check_tarball
 from harness.runner.metering import nvml_available, summarize_samples
@@ -30,7 +30,7 @@ def test_gpus_without_nvidia_runtime_is_a_clear_error(docker_client, example_ima
     if engine.has_gpu_runtime(docker_client):
         pytest.skip("this engine has an NVIDIA runtime")
     code, results, _ = run_harness("--image", example_images.THRESHOLD, "--gpus", "all")
-    assert code == 2 and results is None
+    assert code == ExitCode.ENVIRONMENT and results is None  # this machine cannot run it: not a usage error
     assert "no NVIDIA runtime" in capsys.readouterr().err
 
 
