@@ -17,6 +17,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from harness.processes import pid_alive
+
 ROOT_NAME = "aeval-scratch"
 
 
@@ -33,14 +35,8 @@ def owner_alive(host: str, pid: int, start_time: str = "") -> bool:
     """Whether the owner `pid` on `host` still runs (True for another host: it cannot be checked from here)."""
     if host != socket.gethostname():
         return True
-    if pid <= 0:
+    if not pid_alive(pid):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
     return not start_time or process_start_time(pid) in ("", start_time)
 
 

@@ -30,6 +30,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Callable
 
+from harness.processes import pid_alive
 from harness.results import failed_record
 from harness.scoring.case import CaseJob, score_files
 from harness.taxonomy import load_taxonomy
@@ -68,19 +69,9 @@ def _watch(harness_pid: int, pidfd: int | None) -> None:
     if pidfd is not None:
         select.select([pidfd], [], [])  # readable once the process has exited
     else:
-        while _alive(harness_pid):
+        while pid_alive(harness_pid):
             time.sleep(1)
     os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 def _context() -> multiprocessing.context.BaseContext:
