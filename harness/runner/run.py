@@ -180,6 +180,21 @@ def _capped(folder: Path, policy: SandboxPolicy) -> CappedOutputFolder:
     return CappedOutputFolder(folder, max_bytes=policy.output_max_bytes, max_files=policy.output_max_files)
 
 
+def _named_cap(failure: CaseFailed, output_dir: Path, policy: SandboxPolicy, *, case_id: str) -> CaseFailed:
+    """A container stopped at its output cap: the tree walk says which cap (files, depth, path length), so
+    the record carries that kind, with the runner's words on when it was stopped."""
+    if failure.kind != FailureKind.OUTPUT_TOO_LARGE:
+        return failure
+    try:
+        audit_tree(output_dir, case_id=case_id, max_bytes=policy.output_max_bytes,
+                   max_entries=policy.output_max_files)
+    except CaseFailed as walked:
+        if walked.kind != FailureKind.OUTPUT_TOO_LARGE:
+            reason = walked.message.removeprefix(f"case {case_id}: ")
+            return CaseFailed(walked.kind, f"{failure.message} [{reason}]")
+    return failure
+
+
 def run_gc_case(*, image_id: str, policy: SandboxPolicy, case_id: str, image_path: Path, socket: InputSocket,
                 output_relative_path: str, predictions_dir: Path, log_path: Path,
                 extra_mounts: Sequence[engine.Mount] = (), gpu_metering: bool = False, client=None,
@@ -200,12 +215,8 @@ def run_gc_case(*, image_id: str, policy: SandboxPolicy, case_id: str, image_pat
             runtime = outcome.runtime()
             write_log(log_path, outcome)
             failure = classify(outcome, policy, subject=f"case {case_id}")
-            if failure and failure.kind == FailureKind.OUTPUT_TOO_LARGE:
-                # stopped at the cap: the tree walk names which one (size, files, depth, path length)
-                audit_tree(job.output_dir, case_id=case_id, max_bytes=policy.output_max_bytes,
-                           max_entries=policy.output_max_files)
             if failure:
-                raise failure
+                raise _named_cap(failure, job.output_dir, policy, case_id=case_id)
             kept = gc.collect_output(job, relative_path=output_relative_path, case_id=case_id,
                                      max_bytes=policy.output_max_bytes, keep_as=scratch / "kept" / case_id,
                                      max_entries=policy.output_max_files)
