@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from harness.argtypes import csv_list
-from harness.cli.flags import add_output_flags, default_benchmark, show_progress
+from harness.cli.flags import add_data_flags, add_output_flags, default_benchmark, show_progress
 from harness.errors import ExitCode, HarnessError
 
 EXIT_OK, EXIT_PROBLEMS = ExitCode.OK, ExitCode.FAILED_CASES
@@ -72,10 +72,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     verify = data_subparsers.add_parser(
         "verify", help="check a data root against its manifests (files, sha256, counts, grids, label values)")
     verify.add_argument("keys", nargs="*", metavar="KEY", help="test sets to check (default: all of the benchmark)")
-    verify.add_argument("--data-root", default=None, help="where the test data lies (else $AEVAL_DATA_ROOT)")
-    verify.add_argument("--benchmark", default=None,
-                        help="manifests: a folder or a shipped name such as synthetic (default: $AEVAL_BENCHMARK, "
-                             "else <data root>/manifests if it exists, else a-eval)")
+    add_data_flags(verify)
     _add_output_flags(verify)
     verify.set_defaults(func=_run_verify)
 

@@ -44,17 +44,24 @@ def add_label_map_flag(parser: argparse.ArgumentParser, *, default: str | None, 
                         default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
-def add_scoring_flags(parser: argparse.ArgumentParser) -> None:
+def add_scoring_flags(parser: argparse.ArgumentParser, *,
+                      metrics_help: str = "comma-separated metrics to compute (default: all the scoring library "
+                                          "computes)") -> None:
     parser.add_argument("--empty-policy", choices=["aeval", "nnunet"], default="aeval",
                         help="organ absent from both GT and prediction: 'aeval' scores Dice=NSD=1 (the benchmark's "
                              "convention, default); 'nnunet' scores NaN (stored as null) and nan-means")
-    parser.add_argument("--metrics", type=csv_list, default=None,
-                        help="comma-separated metrics to compute (default: all the scoring library computes)")
+    parser.add_argument("--metrics", type=csv_list, default=None, help=metrics_help)
+
+
+#: What --benchmark falls back to: the one rule of `harness.manifest.default_benchmark`.
+BENCHMARK_HELP = ("manifest set: a folder or a shipped name such as synthetic (default: $AEVAL_BENCHMARK, else "
+                  "<data root>/manifests if it exists, else a-eval)")
+DATA_ROOT_HELP = "where the test data lies (else $AEVAL_DATA_ROOT)"
 
 
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--benchmark", default=None, help="manifest set: a-eval (default), synthetic, or a folder")
-    parser.add_argument("--data-root", default=None, help="where the test data lies (else $AEVAL_DATA_ROOT)")
+    parser.add_argument("--benchmark", default=None, help=BENCHMARK_HELP)
+    parser.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
 
 
 def add_batch_flags(parser: argparse.ArgumentParser) -> None:

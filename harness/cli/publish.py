@@ -14,10 +14,17 @@ import sys
 from pathlib import Path
 
 from harness.argtypes import csv_list, non_negative_int, positive_int
-from harness.cli.flags import add_label_map_flag, add_output_flags, score_settings
+from harness.cli.flags import add_data_flags, add_label_map_flag, add_output_flags, add_scoring_flags, score_settings
 from harness.errors import HarnessError
 from harness.gc_interface import DEFAULT_OUTPUT_RELATIVE_PATH
 from harness.runner.protocols.outputs_tree import check_output_relative_path
+
+
+def _add_bootstrap_flags(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """--bootstrap (0 for none, else at least the refused-below minimum) and --seed, as leaderboard and gc-evaluate share."""
+    parser.add_argument("--bootstrap", type=_resamples, default=1000, metavar="N",
+                        help=f"{what}: 0 for none, else at least 1000 (fewer are refused) (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
 
 
 def _relative_path(text: str) -> str:
@@ -60,10 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="the official ranking, stated on the page (the others are shown as robustness checks): "
                             "mean = All mean; rank-then-aggregate = mean of per-test-set ranks; test-based = number "
                             "of submissions beaten in Holm-adjusted one-sided Wilcoxon tests (default mean)")
-    board.add_argument("--bootstrap", type=_resamples, default=1000, metavar="N",
-                       help="paired bootstrap resamples for the 95%% score and rank intervals: 0 for none, else at "
-                            "least 1000 (fewer are refused) (default 1000)")
-    board.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    _add_bootstrap_flags(board, what="paired bootstrap resamples for the 95%% score and rank intervals")
     add_output_flags(board, quiet_help="print only the written files")
     board.set_defaults(func=run_leaderboard)
 
@@ -87,15 +91,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gc.add_argument("--output-relative-path", type=_relative_path, default=DEFAULT_OUTPUT_RELATIVE_PATH,
                     help="the segmentation output socket's path for jobs that declare no image output, and the "
                          f"choice among several declared ones (default {DEFAULT_OUTPUT_RELATIVE_PATH})")
-    gc.add_argument("--empty-policy", choices=["aeval", "nnunet"], default="aeval",
-                    help="organ absent from both GT and prediction: aeval scores 1 (default), nnunet null")
-    gc.add_argument("--metrics", type=csv_list, default=None,
-                    help="metrics to compute; dice and nsd are always added (default: all the scoring library computes)")
+    add_scoring_flags(gc, metrics_help="metrics to compute; dice and nsd are always added (default: all the "
+                                        "scoring library computes)")
     gc.add_argument("--workers", type=positive_int, default=None, help="scoring processes (default: cores, max 4)")
-    gc.add_argument("--bootstrap", type=_resamples, default=1000, metavar="N",
-                    help="bootstrap resamples for the headline intervals: 0 for none, else at least 1000 "
-                         "(default 1000)")
-    gc.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    _add_bootstrap_flags(gc, what="bootstrap resamples for the headline intervals")
     add_output_flags(gc, quiet_help="print only the final line, not each failed case and unmatched job")
     gc.set_defaults(func=run_gc_evaluate)
 
@@ -104,9 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write OUT/ground_truth/ (ground_truth.json + label files, to tar as the phase's ground truth) "
                     "and OUT/archive_images/ (the test images under opaque names, to upload to the phase's archive) "
                     "from a benchmark's manifests and data root.")
-    truth.add_argument("--benchmark", default=None,
-                       help="manifest set (default: $AEVAL_BENCHMARK, the data root's prepared manifests, else a-eval)")
-    truth.add_argument("--data-root", default=None, help="where the test data lies (else $AEVAL_DATA_ROOT)")
+    add_data_flags(truth)
     truth.add_argument("--datasets", type=csv_list, default=None, help="only these test sets (comma-separated)")
     truth.add_argument("--out", required=True, type=Path, help="writes OUT/ground_truth/ and OUT/archive_images/")
     add_output_flags(truth, quiet_help="print only the final line")
