@@ -172,11 +172,11 @@ def build_poor_prediction(gt: np.ndarray, seed: int = 1) -> np.ndarray:
 ALL_METRICS = ("dice", "nsd", "hd95", "assd")
 
 
-def peer_all(gt: np.ndarray, pred: np.ndarray) -> dict[str, dict[str, float]]:
-    """surface-distance organ by organ (full-volume masks), all four metrics; esophagus on its GT slab."""
+def _peer_surfaces(gt: np.ndarray, pred: np.ndarray):
+    """surface-distance's surfaces per organ: (organ, gt mask, pred mask, surface distances); the esophagus
+    on the ground truth's slab of slices (both ends included), as ours."""
     import surface_distance
 
-    out = {}
     for organ in ORGANS:
         g, p = gt, pred
         if organ.restrict_to_gt_extent:
@@ -184,7 +184,15 @@ def peer_all(gt: np.ndarray, pred: np.ndarray) -> dict[str, dict[str, float]]:
             if zs.size:
                 g, p = gt[zs[0] : zs[-1] + 1], pred[zs[0] : zs[-1] + 1]
         gm, pm = g == organ.label, p == organ.label
-        sd = surface_distance.compute_surface_distances(gm, pm, SPACING_ZYX_MM)
+        yield organ, gm, pm, surface_distance.compute_surface_distances(gm, pm, SPACING_ZYX_MM)
+
+
+def peer_all(gt: np.ndarray, pred: np.ndarray) -> dict[str, dict[str, float]]:
+    """surface-distance organ by organ (full-volume masks), all four metrics; esophagus on its GT slab."""
+    import surface_distance
+
+    out = {}
+    for organ, gm, pm, sd in _peer_surfaces(gt, pred):
         d_g, d_p = sd["distances_gt_to_pred"], sd["distances_pred_to_gt"]
         a_g, a_p = sd["surfel_areas_gt"], sd["surfel_areas_pred"]
         out[organ.name] = {
@@ -263,14 +271,7 @@ def peer(gt: np.ndarray, pred: np.ndarray) -> dict[str, dict[str, float]]:
     import surface_distance
 
     out = {}
-    for organ in ORGANS:
-        g, p = gt, pred
-        if organ.restrict_to_gt_extent:
-            zs = np.flatnonzero((gt == organ.label).any(axis=(1, 2)))
-            if zs.size:
-                g, p = gt[zs[0] : zs[-1] + 1], pred[zs[0] : zs[-1] + 1]
-        gm, pm = g == organ.label, p == organ.label
-        sd = surface_distance.compute_surface_distances(gm, pm, SPACING_ZYX_MM)
+    for organ, gm, pm, sd in _peer_surfaces(gt, pred):
         out[organ.name] = {
             "dice": float(surface_distance.compute_dice_coefficient(gm, pm)),
             "nsd": float(surface_distance.compute_surface_dice_at_tolerance(sd, organ.tolerance_mm)),
