@@ -45,7 +45,8 @@ from harness.manifest import case_file, load_benchmark  # noqa: E402
 from harness.scoring.outputs import check_gc_pixel_type, check_geometry, prediction_in_benchmark_ids, read_prediction  # noqa: E402
 from harness.results import ResultsStore, ok_record  # noqa: E402
 from harness.runner import engine  # noqa: E402
-from harness.runner.images import (DEFAULT_OUTPUT_RELATIVE_PATH, LABEL_OUTPUT_PATH, declared_label_map,  # noqa: E402
+from harness.gc_interface import DEFAULT_OUTPUT_RELATIVE_PATH  # noqa: E402
+from harness.runner.images import (LABEL_OUTPUT_PATH, declared_label_map,  # noqa: E402
                                    inspect_image)
 from harness.runner.protocols.gc import collect_output, stage_case  # noqa: E402
 from harness.scoring.case import ScoreSettings  # noqa: E402

@@ -22,7 +22,8 @@ from harness.errors import HarnessError
 from harness.jsonio import write_json_atomic
 from harness.labelmap import build_mapping, resolve_label_map
 from harness.runner import engine
-from harness.runner.images import (DEFAULT_OUTPUT_RELATIVE_PATH, LABEL_FLARE_COMMAND, LABEL_LABEL_MAP,
+from harness.gc_interface import DEFAULT_OUTPUT_RELATIVE_PATH
+from harness.runner.images import (LABEL_FLARE_COMMAND, LABEL_LABEL_MAP,
                                    LABEL_LABEL_MAP_FILE, LABEL_OUTPUT_PATH, PROTOCOLS, DEFAULT_FLARE_COMMAND, ImageInfo,
                                    check_tarball, declared_label_map, inspect_image, load_tarball)
 from harness.runner.protocols.outputs_tree import check_output_relative_path

@@ -31,7 +31,6 @@ import docker
 import docker.errors
 
 from harness.errors import HarnessError
-from harness.gc_interface import DEFAULT_OUTPUT_RELATIVE_PATH  # noqa: F401 (read with the image labels)
 from harness.labelmap import MAX_LABEL_MAP_BYTES, LabelMap, LabelMapError, resolve_label_map
 from harness.runner.engine import read_file_from_image
 

@@ -27,7 +27,8 @@ from harness.manifest import InputSocket
 from harness.results import failed_record
 from harness.runner import engine
 from harness.runner.failures import classify, unexpected_failure
-from harness.runner.images import (DEFAULT_FLARE_COMMAND, DEFAULT_OUTPUT_RELATIVE_PATH, LABEL_FLARE_COMMAND,
+from harness.gc_interface import DEFAULT_OUTPUT_RELATIVE_PATH
+from harness.runner.images import (DEFAULT_FLARE_COMMAND, LABEL_FLARE_COMMAND,
                                    LABEL_OUTPUT_PATH, PROTOCOLS, ImageInfo, declared_label_map, inspect_image,
                                    load_tarball)
 from harness.runner import scratch as scratch_folders
