@@ -29,7 +29,6 @@ import numpy as np
 from scipy.stats import kendalltau, wilcoxon
 
 from harness.publish import bootstrap
-from harness.publish.bootstrap import MIN_RESAMPLES
 
 SCHEMES = ("mean", "rank-then-aggregate", "test-based")
 ALPHA = 0.05
