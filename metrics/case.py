@@ -1,6 +1,9 @@
 """Scoring one case: every organ of a ground-truth / prediction label-volume pair.
 
-Work plan, chosen so each metric costs only what it needs:
+3-D volumes (everything the harness scores) go through :mod:`metrics.volume_scoring`: one pass
+over both volumes for all organs, then compiled kernels whose cost is bounded by the case, however
+scattered the prediction. 2-D images (and more than 255 organs) take the per-organ plan below,
+chosen so each metric costs only what it needs:
 
 1. one bounding-box pass over each volume for all organs (:func:`metrics.cropping.label_boxes`);
 2. per organ, crop the two boxes (the esophagus-style slab restriction just shrinks them), build
@@ -27,6 +30,7 @@ from metrics.overlap import dice_from_counts
 from metrics.proximity import axis_reach, within_tolerance
 from metrics.surface_metrics import SurfaceDistances, assd, hd95, nsd, nsd_from_overlap
 from metrics.surfaces import Surface, mask_surface, mask_surface_near
+from metrics.volume_scoring import MAX_SLOTS, score_volumes
 from metrics.validation import (
     KNOWN_METRICS,
     check_empty_policy,
@@ -184,10 +188,13 @@ def score_case(
     policy = check_empty_policy(empty_policy)
     names = check_metrics(metrics)
 
+    diagonal = volume_diagonal_mm(gt.shape, spacing)
+    if gt.ndim == 3 and len(organs) <= MAX_SLOTS:
+        return score_volumes(gt, pred, spacing=spacing, organs=organs, si_axis=axis, policy=policy,
+                             names=names, diagonal_mm=diagonal)
     labels = [int(organ.label) for organ in organs]
     gt_boxes = label_boxes(gt, labels=labels)
     pred_boxes = label_boxes(pred, labels=labels)
-    diagonal = volume_diagonal_mm(gt.shape, spacing)
     return {
         organ.name: _score_organ(
             gt=gt,

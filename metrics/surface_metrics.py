@@ -160,7 +160,9 @@ def nsd(sd: SurfaceDistances, tolerance_mm: float, *, empty_policy: EmptyPolicy 
     )
 
 
-def _percentile(distances: np.ndarray, areas: np.ndarray, percent: float) -> float:
+def sorted_area_percentile(distances: np.ndarray, areas: np.ndarray, percent: float) -> float:
+    """surface-distance's percentile rule on surfels sorted by (distance, area): the distance where
+    ``cumsum(area) / sum(area)`` first reaches ``percent / 100`` (the last one if it never does)."""
     cumulative = np.cumsum(areas) / np.sum(areas)
     index = int(np.searchsorted(cumulative, percent / 100.0))
     return float(distances[min(index, len(distances) - 1)])
@@ -184,8 +186,8 @@ def hd95(sd: SurfaceDistances, *, empty_policy: EmptyPolicy = EmptyPolicy.AEVAL)
     if value is not None:
         return value
     return max(
-        _percentile(sd.distances_gt_to_pred_mm, sd.surfel_areas_gt_mm2, 95.0),
-        _percentile(sd.distances_pred_to_gt_mm, sd.surfel_areas_pred_mm2, 95.0),
+        sorted_area_percentile(sd.distances_gt_to_pred_mm, sd.surfel_areas_gt_mm2, 95.0),
+        sorted_area_percentile(sd.distances_pred_to_gt_mm, sd.surfel_areas_pred_mm2, 95.0),
     )
 
 

@@ -3,7 +3,8 @@
 #   a Python venv in .venv with the harness and its test/STU-Net extras,
 #   a running Docker engine (installed and started if missing: scripts/ensure_docker.sh),
 #   the locally built base images (containers/base/build_bases.sh; no registry needed),
-#   the example submission image aeval-example/threshold:latest.
+#   the example submission image aeval-example/threshold:latest,
+#   the scoring kernels compiled into numba's cache (python -m metrics.warm_up, beside the Docker steps).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -18,8 +19,13 @@ fi
 log "installing the harness into .venv"
 .venv/bin/pip install --quiet --disable-pip-version-check -e ".[test,stunet]"
 
+log "compiling the scoring kernels (in the background)"
+.venv/bin/python -m metrics.warm_up >&2 &
+warm_up=$!
+
 bash scripts/ensure_docker.sh
 bash containers/base/build_bases.sh
 log "building the example submission image"
 .venv/bin/python containers/examples/build.py threshold
+wait "$warm_up"
 log "ready"

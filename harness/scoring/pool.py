@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from harness.processes import pid_alive
+from metrics.parallel import share_cores
 from harness.results import failed_record
 from harness.scoring.case import CaseJob, score_files
 from harness.taxonomy import load_taxonomy
@@ -63,6 +64,13 @@ def die_with(harness_pid: int) -> None:
     except (AttributeError, OSError):
         pidfd = None
     threading.Thread(target=_watch, args=(harness_pid, pidfd), name="aeval-harness-watch", daemon=True).start()
+
+
+def start_worker(harness_pid: int, workers: int) -> None:
+    """Worker initializer: die with the harness, and use this worker's share of the cores for the
+    scoring kernels' threads (workers x threads = cores)."""
+    die_with(harness_pid)
+    share_cores(workers)
 
 
 def _watch(harness_pid: int, pidfd: int | None) -> None:
@@ -116,8 +124,8 @@ class ScoringPool:
         self._executor = self._new_executor() if workers > 1 else None
 
     def _new_executor(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self._workers, mp_context=_context(), initializer=die_with,
-                                   initargs=(os.getpid(),))
+        return ProcessPoolExecutor(max_workers=self._workers, mp_context=_context(), initializer=start_worker,
+                                   initargs=(os.getpid(), self._workers))
 
     def submit(self, key: str, job: CaseJob) -> None:
         if self._executor is None:

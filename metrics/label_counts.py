@@ -1,0 +1,135 @@
+"""Voxel counts and bounding boxes of every organ of a ground-truth / prediction pair, in one pass.
+
+Why: Dice needs, per organ, the voxels of each volume and of their overlap; later steps need each
+organ's box. One parallel pass over both volumes gives all of them (a joint histogram of organ
+slots, plus per-plane extents), instead of one mask per organ and volume.
+
+Slots and limits are those of :mod:`metrics.surfel_scan`: ``slot_lut[v]`` is the slot (1..n) of
+value ``v``, 0 for anything else; a predicted voxel of a limited slot counts only inside its
+limits along ``limit_axis`` (the ground truth is never limited).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from metrics.parallel import run_parallel
+from metrics.surfel_scan import UNRESTRICTED
+
+
+@dataclass(frozen=True)
+class LabelCounts:
+    """Joint voxel counts and boxes of the organ slots.
+
+    Attributes:
+        joint: int64 (n_slots + 1, n_slots + 1): ``joint[g, p]`` voxels with ground-truth slot g and
+            predicted slot p (0: no organ).
+        gt_boxes, pred_boxes: int64 (n_slots + 1, 2, 3): per slot the lowest and highest voxel
+            index per axis (inclusive); ``lo > hi`` for a slot without voxels. Row 0 is unused.
+        gt_plane_voxels, pred_plane_voxels: int64 (n0,): organ voxels (any slot) in each plane
+            along axis 0 (what bounds the surfels a plane can have).
+    """
+
+    joint: np.ndarray
+    gt_boxes: np.ndarray
+    pred_boxes: np.ndarray
+    gt_plane_voxels: np.ndarray
+    pred_plane_voxels: np.ndarray
+
+    def gt_voxels(self, slot: int) -> int:
+        return int(self.joint[slot].sum())
+
+    def pred_voxels(self, slot: int) -> int:
+        return int(self.joint[:, slot].sum())
+
+    def overlap(self, slot: int) -> int:
+        return int(self.joint[slot, slot])
+
+
+@numba.njit(cache=True, inline="always")
+def _slot_of(value, slot_lut):
+    if value < 0 or value >= slot_lut.size:
+        return 0
+    return slot_lut[value]
+
+
+@numba.njit(cache=True, parallel=True)
+def _tally(gt, pred, slot_lut, n_slots, limit_lo, limit_hi, limit_axis):
+    n0, n1, n2 = gt.shape
+    big = np.iinfo(np.int64).max
+    joint = np.zeros((n0, n_slots + 1, n_slots + 1), np.int64)
+    # per plane: lowest/highest row and column of each slot, ground truth (0) and prediction (1)
+    low = np.full((n0, 2, n_slots + 1, 2), big, np.int64)
+    high = np.full((n0, 2, n_slots + 1, 2), -1, np.int64)
+    for i in numba.prange(n0):
+        for j in range(n1):
+            for k in range(n2):
+                g = _slot_of(gt[i, j, k], slot_lut)
+                p = _slot_of(pred[i, j, k], slot_lut)
+                if p != 0:
+                    coord = i if limit_axis == 0 else (j if limit_axis == 1 else k)
+                    if coord < limit_lo[p] or coord > limit_hi[p]:
+                        p = 0
+                joint[i, g, p] += 1
+                if g != 0:
+                    if j < low[i, 0, g, 0]: low[i, 0, g, 0] = j
+                    if j > high[i, 0, g, 0]: high[i, 0, g, 0] = j
+                    if k < low[i, 0, g, 1]: low[i, 0, g, 1] = k
+                    if k > high[i, 0, g, 1]: high[i, 0, g, 1] = k
+                if p != 0:
+                    if j < low[i, 1, p, 0]: low[i, 1, p, 0] = j
+                    if j > high[i, 1, p, 0]: high[i, 1, p, 0] = j
+                    if k < low[i, 1, p, 1]: low[i, 1, p, 1] = k
+                    if k > high[i, 1, p, 1]: high[i, 1, p, 1] = k
+    boxes = np.empty((2, n_slots + 1, 2, 3), np.int64)
+    for v in range(2):
+        for s in range(n_slots + 1):
+            boxes[v, s, 0, :] = big
+            boxes[v, s, 1, :] = -1
+            for i in range(n0):
+                if high[i, v, s, 0] < 0:
+                    continue
+                boxes[v, s, 0, 0] = min(boxes[v, s, 0, 0], i)
+                boxes[v, s, 1, 0] = max(boxes[v, s, 1, 0], i)
+                boxes[v, s, 0, 1] = min(boxes[v, s, 0, 1], low[i, v, s, 0])
+                boxes[v, s, 1, 1] = max(boxes[v, s, 1, 1], high[i, v, s, 0])
+                boxes[v, s, 0, 2] = min(boxes[v, s, 0, 2], low[i, v, s, 1])
+                boxes[v, s, 1, 2] = max(boxes[v, s, 1, 2], high[i, v, s, 1])
+    planes = np.zeros((2, n0), np.int64)
+    for i in range(n0):
+        for g in range(n_slots + 1):
+            for p in range(n_slots + 1):
+                if g != 0:
+                    planes[0, i] += joint[i, g, p]
+                if p != 0:
+                    planes[1, i] += joint[i, g, p]
+    return joint.sum(axis=0), boxes, planes
+
+
+def count_labels(
+    gt: np.ndarray,
+    pred: np.ndarray,
+    *,
+    slot_lut: np.ndarray,
+    n_slots: int,
+    limits: dict[int, tuple[int, int]] | None = None,
+    limit_axis: int = 0,
+) -> LabelCounts:
+    """Joint counts and boxes of the organ slots of two uint8 C-contiguous 3-D volumes of one shape.
+
+    (One type only, so that the kernel is compiled once; :mod:`metrics.volume_scoring` converts.)
+    """
+    for volume in (gt, pred):
+        if volume.ndim != 3 or volume.dtype != np.uint8 or not volume.flags.c_contiguous:
+            raise ValueError(f"count_labels needs C-contiguous 3-D uint8 volumes, got {volume.dtype} {volume.shape}")
+    limit_lo = np.full(n_slots + 1, UNRESTRICTED[0], dtype=np.int64)
+    limit_hi = np.full(n_slots + 1, UNRESTRICTED[1], dtype=np.int64)
+    for slot, (lo, hi) in (limits or {}).items():
+        limit_lo[slot], limit_hi[slot] = lo, hi
+    joint, boxes, planes = run_parallel(_tally, gt, pred, np.ascontiguousarray(slot_lut, dtype=np.uint8), n_slots,
+                                        limit_lo, limit_hi, limit_axis)
+    return LabelCounts(joint=joint, gt_boxes=boxes[0], pred_boxes=boxes[1], gt_plane_voxels=planes[0],
+                       pred_plane_voxels=planes[1])
