@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from harness.errors import CaseFailed, FailureKind, LabelMapError
@@ -125,6 +126,11 @@ class LabelMapping:
                              f"case {case_id}: {source} has {volume.dtype} voxels; a label image must hold integers")
         if volume.size == 0:
             return volume.astype(np.uint8)
+        if volume.dtype.isnative:
+            mapped, clean = _lookup(volume.reshape(-1), self.lut, UNDECLARED)
+            if clean:
+                return mapped.reshape(volume.shape)
+        # something is wrong (or the byte order is foreign): find out what, and say it
         low, high = int(volume.min()), int(volume.max())
         if low < 0:
             raise CaseFailed(FailureKind.NEGATIVE_LABELS, f"case {case_id}: {source} holds negative label {low}")
@@ -140,6 +146,23 @@ class LabelMapping:
     @functools.cached_property
     def _has_undeclared(self) -> bool:
         return bool((self.lut == UNDECLARED).any())
+
+
+@numba.njit(cache=True, nogil=True)
+def _lookup(flat: np.ndarray, lut: np.ndarray, undeclared: int) -> tuple[np.ndarray, bool]:
+    """One pass: the mapped ids, or False at the first id outside the table or undeclared (the
+    caller then names the offending ids)."""
+    out = np.empty(flat.size, np.uint8)
+    size = lut.size
+    for i in range(flat.size):
+        value = flat[i]
+        if value < 0 or value >= size:
+            return out, False
+        mapped = lut[value]
+        if mapped == undeclared:
+            return out, False
+        out[i] = mapped
+    return out, True
 
 
 def _unknown_message(case_id: str, source: str, values: np.ndarray, label_map: LabelMap) -> str:

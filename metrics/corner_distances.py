@@ -64,7 +64,7 @@ class Segments(NamedTuple):
         return int(self.counts.sum())
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _decode(flat, c1, c2):
     plane = c1 * c2
     z = flat // plane
@@ -73,7 +73,7 @@ def _decode(flat, c1, c2):
     return z, y, rest - y * c2
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _segments_box(corners, starts, counts, c1, c2):
     lo = np.full(3, np.iinfo(np.int64).max, np.int64)
     hi = np.full(3, -1, np.int64)
@@ -94,7 +94,7 @@ def corner_box(segments: Segments, corner_dims: Sequence[int]) -> tuple[np.ndarr
     return _segments_box(segments.corners, segments.starts, segments.counts, int(corner_dims[1]), int(corner_dims[2]))
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def _nearest(targets, t_starts, t_counts, t_plane0, queries, q_starts, q_counts, q_offsets, q_plane0,
              c1, c2, lo0, hi0, lo1, hi1, lo2, hi2, s0, s1, s2, out):
     inf = np.inf
@@ -265,7 +265,7 @@ def _nearest(targets, t_starts, t_counts, t_plane0, queries, q_starts, q_counts,
                 out[compact + t] = np.sqrt((o0 * o0 + o1 * o1) + o2 * o2)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _segment_positions(starts, counts, first, stop):
     """Buffer positions of segments ``first..stop-1``, in order."""
     total = 0

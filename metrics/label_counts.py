@@ -56,7 +56,7 @@ def _slot_of(value, slot_lut):
     return slot_lut[value]
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def _tally(gt, pred, slot_lut, n_slots, limit_lo, limit_hi, limit_axis):
     n0, n1, n2 = gt.shape
     big = np.iinfo(np.int64).max

@@ -94,7 +94,7 @@ def _slot_row(row, slot_lut, limit_lo, limit_hi, limit_axis, coord, k_lo, k_hi, 
         out[k - k_lo] = s
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def _scan_planes(volume, slot_lut, limit_lo, limit_hi, limit_axis, box_lo, box_hi, n_slots,
                  emit_lo, emit_hi, plane_at, plane_room, corners, codes, starts, counts, code_counts,
                  scratch_corner, scratch_code, scratch_slot):

@@ -23,7 +23,7 @@ EXACT_BELOW = 100_000
 TIE_MARGIN = 1e-9
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _area_sums(distances, codes, starts, counts, areas, tolerance_mm):
     total = 0.0
     within = 0.0
@@ -74,7 +74,7 @@ def area_percentile(distances: np.ndarray, codes: np.ndarray, segments: Segments
     return sorted_area_percentile(own[order], surfel_areas[order], fraction * 100.0)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _compact_codes(codes, starts, counts):
     total = 0
     for p in range(starts.size):
@@ -88,7 +88,7 @@ def _compact_codes(codes, starts, counts):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _area_percentile(distances, codes, starts, counts, areas, fraction):
     n = 0
     total = 0.0

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import SimpleITK as sitk
@@ -88,7 +90,17 @@ def read_prediction(path: Path, *, case_id: str, reference: Geometry | None = No
         raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: prediction {path}: the MetaImage header "
                          f"describes {header.expected_bytes} bytes of voxels, the reader {voxel_bytes}")
     if suffix == ".nii.gz":
-        check_gzip_bound(path, voxel_bytes + NIFTI_HEADER_ALLOWANCE, case_id=case_id)
+        # inflated once, within the bound, to an uncompressed .nii that ITK reads without inflating again
+        with tempfile.TemporaryDirectory(prefix="aeval-nii-") as scratch:
+            inflated = Path(scratch) / "prediction.nii"
+            with open(inflated, "wb") as sink:
+                check_gzip_bound(path, voxel_bytes + NIFTI_HEADER_ALLOWANCE, case_id=case_id, sink=sink)
+            reader.SetFileName(str(inflated))
+            return _execute(reader, path=path, case_id=case_id)
+    return _execute(reader, path=path, case_id=case_id)
+
+
+def _execute(reader: sitk.ImageFileReader, *, path: Path, case_id: str) -> sitk.Image:
     try:
         return reader.Execute()
     except RuntimeError as exc:
@@ -149,11 +161,13 @@ def _check_metaimage(path: Path, *, case_id: str) -> MetaHeader:
     return header
 
 
-def check_gzip_bound(path: Path, limit: int, *, case_id: str, chunk: int = 1 << 20) -> int:
+def check_gzip_bound(path: Path, limit: int, *, case_id: str, chunk: int = 1 << 20,
+                     sink: BinaryIO | None = None) -> int:
     """Inflate `path` as a stream, keeping at most `chunk` bytes; CaseFailed once it passes `limit`.
 
     A gzip bomb (1 MB that inflates to gigabytes) is refused after reading `limit` bytes of it,
-    with the harness's memory never above a few chunks.
+    with the harness's memory never above a few chunks. The inflated bytes go to `sink` if given
+    (so that the file is inflated once, not once to check and once to read).
     """
     inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
     total = 0
@@ -166,14 +180,17 @@ def check_gzip_bound(path: Path, limit: int, *, case_id: str, chunk: int = 1 << 
                 if not data:
                     break
             try:
-                total += len(inflater.decompress(data, chunk))
+                piece = inflater.decompress(data, chunk)
                 fed = True
             except zlib.error as exc:
                 raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: prediction {path} is not valid "
                                                           f"gzip: {exc}") from None
+            total += len(piece)
             if total > limit:
                 raise CaseFailed(FailureKind.PREDICTION_TOO_LARGE, f"case {case_id}: prediction {path} inflates past "
                                  f"{limit / 1024**2:.0f} MiB, more than its grid needs: refused")
+            if sink is not None:
+                sink.write(piece)
             if inflater.eof:  # a further gzip member may follow
                 data, fed = inflater.unused_data, False
                 inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
