@@ -94,6 +94,36 @@ def corner_box(segments: Segments, corner_dims: Sequence[int]) -> tuple[np.ndarr
     return _segments_box(segments.corners, segments.starts, segments.counts, int(corner_dims[1]), int(corner_dims[2]))
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _push_parabola(sites, heights, bounds, k, site, height, two_s_squared):
+    """Add parabola ``height + ((x - site) * s)**2`` (sites increasing) to a lower envelope of
+    ``k + 1`` parabolas; returns the new last index. ``height`` here is ``G = h + (site * s)**2``."""
+    cut = 0.0
+    while k >= 0:
+        # the new parabola hides site k when they cross left of k's bound (no division)
+        span = two_s_squared * (site - sites[k])
+        if height - heights[k] <= bounds[k] * span:
+            k -= 1
+        else:
+            cut = (height - heights[k]) / span
+            break
+    k += 1
+    sites[k] = site
+    heights[k] = height
+    bounds[k] = -np.inf if k == 0 else cut
+    bounds[k + 1] = np.inf
+    return k
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _offset_distance(d0, d1, d2, s0, s1, s2):
+    """The reference's distance for integer corner offsets: sqrt(((d0*s0)**2 + (d1*s1)**2) + (d2*s2)**2)."""
+    o0 = d0 * s0
+    o1 = d1 * s1
+    o2 = d2 * s2
+    return np.sqrt((o0 * o0 + o1 * o1) + o2 * o2)
+
+
 @numba.njit(cache=True, parallel=True, nogil=True)
 def _nearest(targets, t_starts, t_counts, t_plane0, queries, q_starts, q_counts, q_offsets, q_plane0,
              c1, c2, lo0, hi0, lo1, hi1, lo2, hi2, s0, s1, s2, out):
@@ -104,7 +134,8 @@ def _nearest(targets, t_starts, t_counts, t_plane0, queries, q_starts, q_counts,
     # the targets' box (axes 1, 2) inside the region
     b_lo1 = hi1 + 1; b_hi1 = lo1 - 1; b_lo2 = hi2 + 1; b_hi2 = lo2 - 1
     found = 0
-    for t in _segment_positions(t_starts, t_counts, t_p0, t_p1):
+    target_positions = segment_positions(t_starts, t_counts, t_p0, t_p1)
+    for t in target_positions:
         z, y, x = _decode(targets[t], c1, c2)
         if y < lo1 or y > hi1 or x < lo2 or x > hi2:
             continue
@@ -118,7 +149,7 @@ def _nearest(targets, t_starts, t_counts, t_plane0, queries, q_starts, q_counts,
     n_c = b_hi2 - b_lo2 + 1
     # 1. nearest target plane of each column (b, c), as a plane index of the region; -1: none
     near = np.full((n_a, n_c, n_b), -1, np.int32)
-    for t in _segment_positions(t_starts, t_counts, t_p0, t_p1):
+    for t in target_positions:
         z, y, x = _decode(targets[t], c1, c2)
         if y < lo1 or y > hi1 or x < lo2 or x > hi2:
             continue
@@ -173,26 +204,12 @@ def _nearest(targets, t_starts, t_counts, t_plane0, queries, q_starts, q_counts,
         heights = np.empty(n_b)
         for c in range(n_c):
             k = -1
-            cut = 0.0
             for b in range(n_b):
                 nz = near[a, c, b]
                 if nz < 0:
                     continue
                 da = (a - nz) * s0
-                g = da * da + (b * s1) ** 2
-                while k >= 0:
-                    # the new parabola hides site k when they cross left of k's bound (no division)
-                    span = two_s1 * (b - sites[k])
-                    if g - heights[k] <= bounds[k] * span:
-                        k -= 1
-                    else:
-                        cut = (g - heights[k]) / span
-                        break
-                k += 1
-                sites[k] = b
-                heights[k] = g
-                bounds[k] = -inf if k == 0 else cut
-                bounds[k + 1] = inf
+                k = _push_parabola(sites, heights, bounds, k, b, da * da + (b * s1) ** 2, two_s1)
             if k < 0:
                 for r in range(n_rows):
                     h[r, c] = inf
@@ -228,30 +245,13 @@ def _nearest(targets, t_starts, t_counts, t_plane0, queries, q_starts, q_counts,
                             best = v
                             c = cc
                     b = h_row[r, c]
-                    o0 = (a - near[a, c, b]) * s0
-                    o1 = (y - b_lo1 - b) * s1
-                    o2 = (pos - c) * s2
-                    out[compact + t] = np.sqrt((o0 * o0 + o1 * o1) + o2 * o2)
+                    out[compact + t] = _offset_distance(a - near[a, c, b], y - b_lo1 - b, pos - c, s0, s1, s2)
                 continue
             k = -1
-            cut = 0.0
             for c in range(n_c):
                 f = row_h[c]
-                if f == inf:
-                    continue
-                g = f + (c * s2) ** 2
-                while k >= 0:
-                    span = two_s2 * (c - c_sites[k])
-                    if g - c_heights[k] <= c_bounds[k] * span:
-                        k -= 1
-                    else:
-                        cut = (g - c_heights[k]) / span
-                        break
-                k += 1
-                c_sites[k] = c
-                c_heights[k] = g
-                c_bounds[k] = -inf if k == 0 else cut
-                c_bounds[k + 1] = inf
+                if f != inf:
+                    k = _push_parabola(c_sites, c_heights, c_bounds, k, c, f + (c * s2) ** 2, two_s2)
             e = 0
             for t in range(row_start[r], row_start[r + 1]):
                 pos = queries[t] - row_base - b_lo2
@@ -259,15 +259,12 @@ def _nearest(targets, t_starts, t_counts, t_plane0, queries, q_starts, q_counts,
                     e += 1
                 c = c_sites[e]
                 b = h_row[r, c]
-                o0 = (a - near[a, c, b]) * s0
-                o1 = (y - b_lo1 - b) * s1
-                o2 = (pos - c) * s2
-                out[compact + t] = np.sqrt((o0 * o0 + o1 * o1) + o2 * o2)
+                out[compact + t] = _offset_distance(a - near[a, c, b], y - b_lo1 - b, pos - c, s0, s1, s2)
 
 
 @numba.njit(cache=True, nogil=True)
-def _segment_positions(starts, counts, first, stop):
-    """Buffer positions of segments ``first..stop-1``, in order."""
+def segment_positions(starts, counts, first, stop):
+    """Buffer positions of segments ``first..stop-1``, in order (the compact order)."""
     total = 0
     for p in range(first, stop):
         total += counts[p]
@@ -288,7 +285,7 @@ def nearest_distances(
     corner_dims: Sequence[int],
     spacing_mm: Sequence[float],
     region: tuple[np.ndarray, np.ndarray] | None = None,
-) -> np.ndarray:
+) -> None:
     """Distance in mm from each query corner to the nearest target corner, written into ``out``.
 
     Args:

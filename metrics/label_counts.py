@@ -17,7 +17,7 @@ import numba
 import numpy as np
 
 from metrics.parallel import run_parallel
-from metrics.surfel_scan import UNRESTRICTED
+from metrics.surfel_scan import limit_arrays
 
 
 @dataclass(frozen=True)
@@ -125,10 +125,7 @@ def count_labels(
     for volume in (gt, pred):
         if volume.ndim != 3 or volume.dtype != np.uint8 or not volume.flags.c_contiguous:
             raise ValueError(f"count_labels needs C-contiguous 3-D uint8 volumes, got {volume.dtype} {volume.shape}")
-    limit_lo = np.full(n_slots + 1, UNRESTRICTED[0], dtype=np.int64)
-    limit_hi = np.full(n_slots + 1, UNRESTRICTED[1], dtype=np.int64)
-    for slot, (lo, hi) in (limits or {}).items():
-        limit_lo[slot], limit_hi[slot] = lo, hi
+    limit_lo, limit_hi = limit_arrays(limits, n_slots)
     joint, boxes, planes = run_parallel(_tally, gt, pred, np.ascontiguousarray(slot_lut, dtype=np.uint8), n_slots,
                                         limit_lo, limit_hi, limit_axis)
     return LabelCounts(joint=joint, gt_boxes=boxes[0], pred_boxes=boxes[1], gt_plane_voxels=planes[0],

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from metrics.corner_distances import Segments, segment_positions
 from metrics.parallel import run_parallel
 
 #: Restriction bounds of a slot without one (every index along the axis is inside).
@@ -38,6 +39,15 @@ ENTRIES_PER_CORNER = 2
 MAX_ENTRIES_PER_CORNER = 8
 #: A corner plane touches each voxel of its two voxel planes at 4 corners: at most 4 surfels per voxel.
 SURFELS_PER_VOXEL = 4
+
+
+def limit_arrays(limits: dict[int, tuple[int, int]] | None, n_slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """``{slot: (lo, hi)}`` as the kernels take it: lowest and highest index per slot (0..n_slots)."""
+    limit_lo = np.full(n_slots + 1, UNRESTRICTED[0], dtype=np.int64)
+    limit_hi = np.full(n_slots + 1, UNRESTRICTED[1], dtype=np.int64)
+    for slot, (lo, hi) in (limits or {}).items():
+        limit_lo[slot], limit_hi[slot] = lo, hi
+    return limit_lo, limit_hi
 
 
 @dataclass(frozen=True)
@@ -66,13 +76,17 @@ class OrganSurfels:
         """Number of listed surfels of a slot (1-based)."""
         return int(self.counts[:, slot - 1].sum())
 
+    def segments(self, slot: int) -> Segments:
+        """The listed surfels of a slot (1-based) as plane segments of the buffers."""
+        counts = np.ascontiguousarray(self.counts[:, slot - 1])
+        return Segments(self.corners, np.ascontiguousarray(self.starts[:, slot - 1]), counts, self.first_plane,
+                        np.cumsum(counts) - counts)
+
     def listed(self, slot: int) -> tuple[np.ndarray, np.ndarray]:
         """``(corners, codes)`` of a slot as compact arrays, ascending (a copy; for tests and tools)."""
-        pieces = [(int(a), int(a + n)) for a, n in zip(self.starts[:, slot - 1], self.counts[:, slot - 1]) if n]
-        if not pieces:
-            return np.zeros(0, np.int64), np.zeros(0, np.uint8)
-        return (np.concatenate([self.corners[a:b] for a, b in pieces]),
-                np.concatenate([self.codes[a:b] for a, b in pieces]))
+        segments = self.segments(slot)
+        positions = segment_positions(segments.starts, segments.counts, 0, segments.starts.size)
+        return self.corners[positions], self.codes[positions]
 
 
 #: Position (0 = the neighbour of bit 7) of the highest bit not yet set in a code mask.
@@ -226,10 +240,7 @@ def scan_surfels(
     corner_dims = np.array([n + 1 for n in volume.shape], dtype=np.int64)
     box_lo, box_hi = ((np.zeros(3, np.int64), np.array(volume.shape, np.int64) - 1) if box is None
                       else (np.asarray(box[0], np.int64), np.asarray(box[1], np.int64)))
-    limit_lo = np.full(n_slots + 1, UNRESTRICTED[0], dtype=np.int64)
-    limit_hi = np.full(n_slots + 1, UNRESTRICTED[1], dtype=np.int64)
-    for slot, (lo, hi) in (limits or {}).items():
-        limit_lo[slot], limit_hi[slot] = lo, hi
+    limit_lo, limit_hi = limit_arrays(limits, n_slots)
     if emit_boxes is None:
         emit_lo = np.zeros((n_slots, 3), dtype=np.int64)
         emit_hi = np.tile(corner_dims - 1, (n_slots, 1))

@@ -2,8 +2,9 @@
 
 Why: surface-distance sorts every surfel distance to read the 95th percentile; a speckled
 prediction has millions per organ. The same values come from one histogram pass and a sort of
-the one bucket that holds the percentile. Surfels are given as distances plus neighbourhood codes;
-``areas[code]`` is a surfel's area (:func:`metrics.lookup_tables.neighbour_code_to_measure`).
+the one bucket that holds the percentile. Surfels are the plane segments of one organ
+(:class:`metrics.corner_distances.Segments`): their distances in compact order, their codes in the
+scan's buffer, and ``areas[code]`` a surfel's area (:func:`metrics.lookup_tables.neighbour_code_to_measure`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from metrics.corner_distances import Segments
+from metrics.corner_distances import Segments, segment_positions
 from metrics.surface_metrics import sorted_area_percentile
 
 #: Buckets of the percentile's first pass (only the chosen bucket is sorted).
@@ -69,23 +70,9 @@ def area_percentile(distances: np.ndarray, codes: np.ndarray, segments: Segments
         if clear:
             return float(value)
     own = distances[: segments.size]
-    surfel_areas = areas[_compact_codes(codes, segments.starts, segments.counts)]
+    surfel_areas = areas[codes[segment_positions(segments.starts, segments.counts, 0, segments.starts.size)]]
     order = np.lexsort((surfel_areas, own))
     return sorted_area_percentile(own[order], surfel_areas[order], fraction * 100.0)
-
-
-@numba.njit(cache=True, nogil=True)
-def _compact_codes(codes, starts, counts):
-    total = 0
-    for p in range(starts.size):
-        total += counts[p]
-    out = np.empty(total, np.uint8)
-    n = 0
-    for p in range(starts.size):
-        for t in range(starts[p], starts[p] + counts[p]):
-            out[n] = codes[t]
-            n += 1
-    return out
 
 
 @numba.njit(cache=True, nogil=True)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from metrics.corner_distances import Segments, nearest_distances, nearest_distances_near
+from metrics.corner_distances import nearest_distances, nearest_distances_near
 from metrics.empty_cases import DISTANCE_METRICS, empty_case_value
 from metrics.label_counts import LabelCounts, count_labels
 from metrics.lookup_tables import neighbour_code_to_measure
@@ -39,10 +39,11 @@ MAX_SLOTS = 255
 HD_FRACTION = 0.95
 
 
-def _slot_lut(labels: Sequence[int]) -> np.ndarray:
+def _slot_lut(labels: Sequence[int], slots: Sequence[int] | None = None) -> np.ndarray:
+    """Table from label to slot (organ i of ``labels`` is slot i + 1); only ``slots`` if given, else all."""
     lut = np.zeros(max(labels) + 1, dtype=np.uint8)
-    for slot, label in enumerate(labels, start=1):
-        lut[label] = slot
+    for slot in slots if slots is not None else range(1, len(labels) + 1):
+        lut[labels[slot - 1]] = slot
     return lut
 
 
@@ -93,10 +94,7 @@ def _scan(volume: np.ndarray, boxes: np.ndarray, slots: list[int], n_slots: int,
           limits: dict[int, tuple[int, int]], limit_axis: int, plane_voxels: np.ndarray,
           emit_boxes: np.ndarray | None = None) -> OrganSurfels:
     """Surfels of the given slots, scanning only the box holding all of their voxels."""
-    active_lut = np.zeros(max(labels) + 1, dtype=np.uint8)
-    for slot in slots:
-        active_lut[labels[slot - 1]] = slot
-    return scan_surfels(volume, slot_lut=active_lut, n_slots=n_slots, box=_union_box(boxes, slots), limits=limits,
+    return scan_surfels(volume, slot_lut=_slot_lut(labels, slots), n_slots=n_slots, box=_union_box(boxes, slots), limits=limits,
                         limit_axis=limit_axis, emit_boxes=emit_boxes, plane_voxels=plane_voxels)
 
 
@@ -161,12 +159,6 @@ def score_volumes(
     }
 
 
-def _segments(surfels: OrganSurfels, slot: int) -> Segments:
-    counts = np.ascontiguousarray(surfels.counts[:, slot - 1])
-    return Segments(surfels.corners, np.ascontiguousarray(surfels.starts[:, slot - 1]), counts, surfels.first_plane,
-                    np.cumsum(counts) - counts)
-
-
 def _surface_metrics(gt: np.ndarray, pred: np.ndarray, *, counts: LabelCounts, slots: list[int],
                      organs: Sequence[OrganSpec], labels: list[int], spacing: tuple[float, ...],
                      limits: dict[int, tuple[int, int]], limit_axis: int, names: tuple[str, ...],
@@ -185,7 +177,7 @@ def _surface_metrics(gt: np.ndarray, pred: np.ndarray, *, counts: LabelCounts, s
     to_gt = np.empty(max(pred_surfels.size(slot) for slot in slots))
     for slot in slots:
         organ = organs[slot - 1]
-        gt_set, pred_set = _segments(gt_surfels, slot), _segments(pred_surfels, slot)
+        gt_set, pred_set = gt_surfels.segments(slot), pred_surfels.segments(slot)
         tolerance = float(organ.tolerance_mm)
         result = results[organ.name]
         if distances_wanted:

@@ -18,7 +18,7 @@ from metrics.corner_distances import Segments, nearest_distances, nearest_distan
 from metrics.label_counts import count_labels
 from metrics.surface_metrics import sorted_area_percentile
 from metrics.surfaces import neighbourhood_codes
-from metrics.surfel_scan import OrganSurfels, scan_surfels
+from metrics.surfel_scan import scan_surfels
 from metrics.surfel_stats import EXACT_BELOW, area_percentile, area_sums
 from tests.metrics.helpers import reference
 
@@ -29,12 +29,6 @@ def _expected_surfels(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     codes = neighbourhood_codes(mask).reshape(-1)
     border = np.flatnonzero((codes != 0) & (codes != 255))
     return border, codes[border], np.bincount(codes[border], minlength=256)
-
-
-def _segments(surfels: OrganSurfels, slot: int) -> Segments:
-    counts = np.ascontiguousarray(surfels.counts[:, slot - 1])
-    return Segments(surfels.corners, np.ascontiguousarray(surfels.starts[:, slot - 1]), counts,
-                    surfels.first_plane, np.cumsum(counts) - counts)
 
 
 @settings(max_examples=25, deadline=None)
