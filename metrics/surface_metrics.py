@@ -160,6 +160,10 @@ def nsd(sd: SurfaceDistances, tolerance_mm: float, *, empty_policy: EmptyPolicy 
     )
 
 
+#: HD95's percentile of the area-weighted surfel distances.
+HD_PERCENT = 95.0
+
+
 def sorted_area_percentile(distances: np.ndarray, areas: np.ndarray, percent: float) -> float:
     """surface-distance's percentile rule on surfels sorted by (distance, area): the distance where
     ``cumsum(area) / sum(area)`` first reaches ``percent / 100`` (the last one if it never does)."""
@@ -186,8 +190,8 @@ def hd95(sd: SurfaceDistances, *, empty_policy: EmptyPolicy = EmptyPolicy.AEVAL)
     if value is not None:
         return value
     return max(
-        sorted_area_percentile(sd.distances_gt_to_pred_mm, sd.surfel_areas_gt_mm2, 95.0),
-        sorted_area_percentile(sd.distances_pred_to_gt_mm, sd.surfel_areas_pred_mm2, 95.0),
+        sorted_area_percentile(sd.distances_gt_to_pred_mm, sd.surfel_areas_gt_mm2, HD_PERCENT),
+        sorted_area_percentile(sd.distances_pred_to_gt_mm, sd.surfel_areas_pred_mm2, HD_PERCENT),
     )
 
 

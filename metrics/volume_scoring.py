@@ -29,14 +29,14 @@ from metrics.lookup_tables import neighbour_code_to_measure
 from metrics.options import EmptyPolicy, OrganSpec
 from metrics.overlap import dice_from_counts
 from metrics.proximity import axis_reach
-from metrics.surface_metrics import nsd_from_overlap
+from metrics.surface_metrics import HD_PERCENT, nsd_from_overlap
 from metrics.surfel_scan import OrganSurfels, scan_surfels
 from metrics.surfel_stats import area_percentile, area_sums
 
 #: The most organs one scan handles (slots are stored in a byte; slot 0 means "no organ").
 MAX_SLOTS = 255
-#: HD95 is the 95th percentile of the area-weighted distances.
-HD_FRACTION = 0.95
+#: HD95's percentile as the fraction of the surface area it takes.
+HD_FRACTION = HD_PERCENT / 100.0
 
 
 def _slot_lut(labels: Sequence[int], slots: Sequence[int] | None = None) -> np.ndarray:

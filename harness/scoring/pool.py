@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from harness.processes import pid_alive
-from metrics.parallel import share_cores
 from harness.results import failed_record
 from harness.scoring.case import CaseJob, score_files
 from harness.taxonomy import load_taxonomy
+from metrics.parallel import share_cores
 
 #: prctl(2) option: the signal this process gets when its parent dies (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
