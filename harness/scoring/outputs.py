@@ -8,18 +8,16 @@ with a message that names the case, the file and what was wrong.
 
 A prediction is untrusted bytes: `read_prediction` reads its header only (our own parse for
 MetaImage, `ImageFileReader.ReadImageInformation` for every format), checks grid and pixel type,
-bounds what may be inflated, and only then reads the voxels, once.
+and only then reads the voxels, once. What a compressed file may make us inflate is bounded too:
+ITK inflates a .nii.gz up to the header's voxel offset and then exactly the bytes the checked grid
+needs (whatever follows is never inflated), so the one offset is checked before ITK reads anything.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import tempfile
-import zlib
 from pathlib import Path
-from typing import BinaryIO
-
 import numpy as np
 import SimpleITK as sitk
 
@@ -28,6 +26,7 @@ from harness.imageio import Geometry, image_suffix, label_array, read_header_app
 from harness.nifti_direction import is_nifti, is_orthonormal_error
 from harness.labelmap import LabelMapping
 from harness.runner.protocols import metaimage
+from harness.scoring import nifti_gz
 from harness.runner.protocols.metaimage import MetaHeader
 
 _INTEGER_PIXEL_TYPES = {
@@ -36,16 +35,16 @@ _INTEGER_PIXEL_TYPES = {
 }
 
 
-#: Bytes per voxel of the scalar pixel types a prediction may have.
-_PIXEL_BYTES = {
-    sitk.sitkUInt8: 1, sitk.sitkInt8: 1, sitk.sitkUInt16: 2, sitk.sitkInt16: 2, sitk.sitkUInt32: 4,
-    sitk.sitkInt32: 4, sitk.sitkUInt64: 8, sitk.sitkInt64: 8, sitk.sitkFloat32: 4, sitk.sitkFloat64: 8,
+#: The numpy type of each scalar pixel type a prediction may have.
+_PIXEL_DTYPES = {
+    sitk.sitkUInt8: np.dtype(np.uint8), sitk.sitkInt8: np.dtype(np.int8), sitk.sitkUInt16: np.dtype(np.uint16),
+    sitk.sitkInt16: np.dtype(np.int16), sitk.sitkUInt32: np.dtype(np.uint32), sitk.sitkInt32: np.dtype(np.int32),
+    sitk.sitkUInt64: np.dtype(np.uint64), sitk.sitkInt64: np.dtype(np.int64), sitk.sitkFloat32: np.dtype(np.float32),
+    sitk.sitkFloat64: np.dtype(np.float64),
 }
 #: The one ITK reader each prediction suffix is read with.
 _IMAGE_IO = {".mha": "MetaImageIO", ".mhd": "MetaImageIO", ".nii.gz": "NiftiImageIO", ".nii": "NiftiImageIO",
              ".tif": "TIFFImageIO", ".tiff": "TIFFImageIO", ".nrrd": "NrrdImageIO"}
-#: Room for a NIfTI header and its extensions on top of the voxels, when bounding a gzip stream.
-NIFTI_HEADER_ALLOWANCE = 1024**2
 
 
 def _pixel_type(info) -> str:
@@ -66,6 +65,7 @@ def read_prediction(path: Path, *, case_id: str, reference: Geometry | None = No
         raise CaseFailed(FailureKind.MISSING_PREDICTION, f"case {case_id}: prediction {path} does not exist")
     suffix = image_suffix(path)
     header = _check_metaimage(path, case_id=case_id) if suffix in (".mha", ".mhd") else None
+    nifti_header = nifti_gz.check_voxel_offset(path, case_id=case_id) if suffix == ".nii.gz" else None
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     if suffix in _IMAGE_IO:  # the suffix decides the format: no reader may claim the file by its content
@@ -85,18 +85,14 @@ def read_prediction(path: Path, *, case_id: str, reference: Geometry | None = No
     if reader.GetPixelID() not in _INTEGER_PIXEL_TYPES:
         raise CaseFailed(FailureKind.NON_INTEGER_LABELS, f"case {case_id}: prediction {path} has {_pixel_type(reader)} voxels; "
                                                "a segmentation must hold integer label ids (uint8 preferred)")
-    voxel_bytes = math.prod(reader.GetSize()) * _PIXEL_BYTES[reader.GetPixelID()]
+    voxel_bytes = math.prod(reader.GetSize()) * _PIXEL_DTYPES[reader.GetPixelID()].itemsize
     if header is not None and header.expected_bytes != voxel_bytes:
         raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: prediction {path}: the MetaImage header "
                          f"describes {header.expected_bytes} bytes of voxels, the reader {voxel_bytes}")
-    if suffix == ".nii.gz":
-        # inflated once, within the bound, to an uncompressed .nii that ITK reads without inflating again
-        with tempfile.TemporaryDirectory(prefix="aeval-nii-") as scratch:
-            inflated = Path(scratch) / "prediction.nii"
-            with open(inflated, "wb") as sink:
-                check_gzip_bound(path, voxel_bytes + NIFTI_HEADER_ALLOWANCE, case_id=case_id, sink=sink)
-            reader.SetFileName(str(inflated))
-            return _execute(reader, path=path, case_id=case_id)
+    layout = nifti_gz.voxel_layout(nifti_header, size_xyz=tuple(reader.GetSize()),
+                                   itk_dtype=_PIXEL_DTYPES[reader.GetPixelID()]) if nifti_header is not None else None
+    if layout is not None:  # inflated by us, strictly: ITK would pass a truncated stream
+        return nifti_gz.read_image(path, reader, layout, case_id=case_id)
     return _execute(reader, path=path, case_id=case_id)
 
 
@@ -131,9 +127,6 @@ def _read_approximated(path: Path, *, case_id: str, reference: Geometry | None, 
         if problems:
             raise CaseFailed(FailureKind.GEOMETRY_MISMATCH, f"case {case_id}: prediction {path} does not match "
                                                             f"the input's grid: {'; '.join(problems)}")
-    if image_suffix(path) == ".nii.gz":  # pixel type unknown before reading: bound by the widest one
-        check_gzip_bound(path, math.prod(info.geometry.size_xyz) * max(_PIXEL_BYTES.values()) + NIFTI_HEADER_ALLOWANCE,
-                         case_id=case_id)
     try:
         image, _ = read_image_approximating(path)
     except RuntimeError as exc:
@@ -159,47 +152,6 @@ def _check_metaimage(path: Path, *, case_id: str) -> MetaHeader:
         finally:
             os.close(folder_fd)
     return header
-
-
-def check_gzip_bound(path: Path, limit: int, *, case_id: str, chunk: int = 1 << 20,
-                     sink: BinaryIO | None = None) -> int:
-    """Inflate `path` as a stream, keeping at most `chunk` bytes; CaseFailed once it passes `limit`.
-
-    A gzip bomb (1 MB that inflates to gigabytes) is refused after reading `limit` bytes of it,
-    with the harness's memory never above a few chunks. The inflated bytes go to `sink` if given
-    (so that the file is inflated once, not once to check and once to read).
-    """
-    inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
-    total = 0
-    data = b""
-    fed = False
-    with open(path, "rb") as handle:
-        while True:
-            if not data:
-                data = handle.read(chunk)
-                if not data:
-                    break
-            try:
-                piece = inflater.decompress(data, chunk)
-                fed = True
-            except zlib.error as exc:
-                raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: prediction {path} is not valid "
-                                                          f"gzip: {exc}") from None
-            total += len(piece)
-            if total > limit:
-                raise CaseFailed(FailureKind.PREDICTION_TOO_LARGE, f"case {case_id}: prediction {path} inflates past "
-                                 f"{limit / 1024**2:.0f} MiB, more than its grid needs: refused")
-            if sink is not None:
-                sink.write(piece)
-            if inflater.eof:  # a further gzip member may follow
-                data, fed = inflater.unused_data, False
-                inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
-            else:
-                data = inflater.unconsumed_tail
-    if fed:
-        raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: prediction {path} is not valid gzip: "
-                                                  "the stream is truncated")
-    return total
 
 
 def check_geometry(prediction: sitk.Image, reference: Geometry, *, case_id: str, path: Path) -> None:

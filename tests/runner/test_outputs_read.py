@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from harness.errors import CaseFailed
 from harness.imageio import Geometry
-from harness.scoring.outputs import check_gzip_bound, read_prediction
+from harness.scoring.outputs import read_prediction
 from tests.runner.outputs_helpers import compressed_zeros, huge_mha, labels, metaimage_header, peak_rss_of
 
 GIB = 1024**3
@@ -64,19 +64,69 @@ def test_a_gzip_stream_inflating_past_its_grid_is_refused(tmp_path):
     bomb = tmp_path / "out.nii.gz"  # the right header and voxels, then 1 GiB more
     bomb.write_bytes(compressed_zeros(GIB, prefix=honest.read_bytes(), wrapper="gzip"))
     message = _refused(bomb, "prediction_too_large")
-    assert "inflates past 1 MiB" in message
+    assert f"inflates past the {honest.stat().st_size} bytes its header and grid need" in message
 
 
-def test_the_gzip_bound_follows_members_and_reports_garbage(tmp_path):
-    two = tmp_path / "two.gz"
-    two.write_bytes(gzip.compress(b"a" * 1000) + gzip.compress(b"b" * 1000))
-    assert check_gzip_bound(two, 5000, case_id="c") == 2000
-    with pytest.raises(CaseFailed, match="inflates past"):
-        check_gzip_bound(two, 1500, case_id="c")
-    broken = tmp_path / "broken.gz"
+def test_gzip_members_are_followed_to_the_end(tmp_path):
+    """Several members (pigz, bgzip and its empty end block) read whole; garbage after them does not."""
+    image = labels()
+    honest = (tmp_path / "honest.nii")
+    sitk.WriteImage(image, str(honest))
+    raw = honest.read_bytes()
+    members = tmp_path / "members.nii.gz"
+    members.write_bytes(gzip.compress(raw[:200]) + gzip.compress(raw[200:]) + gzip.compress(b""))
+    read = read_prediction(members, case_id="img0042", reference=_reference())
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(read), sitk.GetArrayFromImage(image))
+    (tmp_path / "out.nii.gz").write_bytes(members.read_bytes() + b"trailing garbage")
+    assert "not valid gzip" in _refused(tmp_path / "out.nii.gz", "unreadable_prediction")
+
+
+def test_a_nifti_header_putting_its_voxels_a_gigabyte_in_is_refused_before_reading(tmp_path):
+    honest = tmp_path / "honest.nii"
+    sitk.WriteImage(labels(), str(honest))
+    header = bytearray(honest.read_bytes()[:352])
+    header[108:112] = np.array([GIB], dtype="<f4").tobytes()  # vox_offset
+    bomb = tmp_path / "out.nii.gz"
+    bomb.write_bytes(compressed_zeros(GIB, prefix=bytes(header), wrapper="gzip"))
+    message = _refused(bomb, "prediction_too_large")
+    assert f"{GIB} bytes into the stream (vox_offset)" in message
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9, 0.999, -4])
+def test_a_truncated_gzip_is_unreadable_not_read_as_garbage(tmp_path, keep):
+    """ITK itself reads a truncated .nii.gz without an error, filling the rest with stale memory."""
+    voxels = np.random.default_rng(0).integers(0, 5, (60, 70, 80)).astype(np.uint8)
+    large = sitk.GetImageFromArray(voxels)
+    whole = tmp_path / "whole.nii.gz"
+    sitk.WriteImage(large, str(whole), useCompression=True)
+    data = whole.read_bytes()
+    truncated = tmp_path / "cut.nii.gz"
+    truncated.write_bytes(data[:keep] if keep < 0 else data[: int(len(data) * keep)])  # -4: just the size field gone
+    with pytest.raises(CaseFailed) as caught:
+        read_prediction(truncated, case_id="img0042", reference=Geometry.of(large))
+    assert caught.value.kind == "unreadable_prediction" and "cut.nii.gz is truncated" in caught.value.message
+
+
+def test_broken_gzip_is_unreadable(tmp_path):
+    broken = tmp_path / "out.nii.gz"
     broken.write_bytes(b"\x1f\x8b\x08\x00" + b"nonsense" * 10)
-    with pytest.raises(CaseFailed, match="not valid gzip"):
-        check_gzip_bound(broken, 5000, case_id="c")
+    assert "not valid gzip" in _refused(broken, "unreadable_prediction")
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_big_endian_and_wide_predictions_are_read_as_itk_reads_them(tmp_path, order):
+    import nibabel as nib
+
+    voxels = np.random.default_rng(1).integers(0, 300, (6, 7, 8)).astype(order + "i2")
+    image = nib.Nifti1Image(voxels.T, np.diag([-0.8, -0.8, 2.5, 1.0]), nib.Nifti1Header(endianness=order))
+    image.set_data_dtype(order + "i2")
+    image.header.set_slope_inter(1, 0)  # stored unscaled, as labels are
+    path = tmp_path / "wide.nii.gz"
+    nib.save(image, path)
+    itk = sitk.ReadImage(str(path))
+    read = read_prediction(path, case_id="img0042", reference=Geometry.of(itk))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(read), sitk.GetArrayFromImage(itk))
+    assert read.GetPixelID() == itk.GetPixelID() and Geometry.of(read) == Geometry.of(itk)
 
 
 def test_pixel_type_and_components_are_checked_before_pixels(tmp_path):
@@ -123,26 +173,33 @@ try:
     read_prediction(Path(sys.argv[1] if len(sys.argv) > 1 else {path!r}), case_id="c", reference=Geometry.of(labels()))
     print("RESULT ok")
 except CaseFailed as failure:
-    print("RESULT", failure.kind)
+    print("RESULT", failure.kind.value)
 """
 
 
-@pytest.mark.parametrize("variant", ["mha_huge_header", "nifti_gzip_bomb"])
-def test_a_bomb_costs_the_harness_no_more_memory_than_an_honest_prediction(tmp_path, variant):
+@pytest.mark.parametrize(("variant", "outcome"), [("mha_huge_header", "geometry_mismatch"),
+                                                  ("nifti_voxel_offset_bomb", "prediction_too_large"),
+                                                  ("nifti_gzip_bomb", "prediction_too_large")])
+def test_a_bomb_costs_the_harness_no_more_memory_than_an_honest_prediction(tmp_path, variant, outcome):
     honest = tmp_path / "honest.nii.gz"
     sitk.WriteImage(labels(), str(honest), useCompression=True)
+    plain = tmp_path / "honest.nii"
+    sitk.WriteImage(labels(), str(plain))
     if variant == "mha_huge_header":
         bomb = tmp_path / "bomb.mha"
         bomb.write_bytes(huge_mha())
+    elif variant == "nifti_voxel_offset_bomb":
+        header = bytearray(plain.read_bytes()[:352])
+        header[108:112] = np.array([GIB], dtype="<f4").tobytes()  # vox_offset
+        bomb = tmp_path / "bomb.nii.gz"
+        bomb.write_bytes(compressed_zeros(2 * GIB, prefix=bytes(header), wrapper="gzip"))
     else:
         bomb = tmp_path / "bomb.nii.gz"
-        plain = tmp_path / "honest.nii"
-        sitk.WriteImage(labels(), str(plain))
         bomb.write_bytes(compressed_zeros(2 * GIB, prefix=plain.read_bytes(), wrapper="gzip"))
     assert bomb.stat().st_size < 4 * 1024**2
     honest_peak, honest_said = peak_rss_of(_MEASURE.format(path=str(honest)))
     bomb_peak, bomb_said = peak_rss_of(_MEASURE.format(path=str(bomb)))
-    assert "RESULT ok" in honest_said and "RESULT ok" not in bomb_said
+    assert "RESULT ok" in honest_said and f"RESULT {outcome}" in bomb_said, bomb_said
     print(f"peak RSS: honest {honest_peak / 1024**2:.0f} MiB, {variant} {bomb_peak / 1024**2:.0f} MiB")
     assert bomb_peak < honest_peak + 64 * 1024**2
 
