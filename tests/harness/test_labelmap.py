@@ -73,6 +73,20 @@ def test_apply_is_a_lookup_table_pass():
     assert mapping.apply(volume).tolist() == [[[0, 5, 1, 0, 3]]]
 
 
+@pytest.mark.parametrize("shape", [(3, 40, 64), (5, 7, 13)])  # whole 64-byte blocks, and a ragged tail
+def test_a_uint8_volume_maps_as_the_table_says_in_background_blocks_and_organ_blocks(shape):
+    mapping = shipped_mapping("flare22")
+    rng = np.random.default_rng(3)
+    volume = np.where(rng.random(shape) < 0.9, 0, rng.integers(1, 14, shape)).astype(np.uint8)
+    volume[:, : shape[1] // 2] = 0  # long runs of background, as in a CT
+    np.testing.assert_array_equal(mapping.apply(volume), mapping.lut[volume])
+    for bad in (14, 255):  # past the map's ids: one voxel anywhere is enough to refuse
+        spoiled = volume.copy()
+        spoiled.flat[rng.integers(spoiled.size)] = bad
+        with pytest.raises(CaseFailed, match=str(bad)):
+            mapping.apply(spoiled, case_id="c")
+
+
 def test_apply_rejects_undeclared_ids_naming_case_file_and_values():
     mapping = shipped_mapping("btcv")
     volume = np.array([[[0, 1, 14, 200]]], dtype=np.uint8)
