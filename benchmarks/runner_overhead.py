@@ -42,7 +42,7 @@ from harness.data.synth import synthesize  # noqa: E402
 from harness.imageio import Geometry, label_array, read_image  # noqa: E402
 from harness.labelmap import build_mapping  # noqa: E402
 from harness.manifest import case_file, load_benchmark  # noqa: E402
-from harness.scoring.outputs import check_gc_pixel_type, check_geometry, prediction_in_benchmark_ids, read_prediction  # noqa: E402
+from harness.scoring.outputs import prediction_in_benchmark_ids, read_prediction  # noqa: E402
 from harness.results import ResultsStore, ok_record  # noqa: E402
 from harness.runner import engine  # noqa: E402
 from harness.gc_interface import DEFAULT_OUTPUT_RELATIVE_PATH  # noqa: E402
@@ -139,9 +139,7 @@ def phases(image: str, root: Path, staged, scratch: Path, out: Path) -> dict[str
         def validate():
             gt_image = read_image(case_file(root, case.label), case_id=case.case_id, role="ground truth",
                                   kind="unreadable_ground_truth")
-            prediction = read_prediction(kept, case_id=case.case_id)
-            check_gc_pixel_type(prediction, case_id=case.case_id, path=kept)
-            check_geometry(prediction, Geometry.of(gt_image), case_id=case.case_id, path=kept)
+            prediction = read_prediction(kept, case_id=case.case_id, reference=Geometry.of(gt_image), gc_output=True)
             return gt_image, prediction
 
         gt_image, prediction = timed("validation", validate)

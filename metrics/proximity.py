@@ -27,8 +27,6 @@ import functools
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage
-from scipy.spatial import cKDTree
 
 from metrics.surfaces import Surface
 
@@ -39,6 +37,14 @@ DENSE_ALWAYS_CORNERS = 1 << 20
 DENSE_MAX_CORNERS = 1 << 26
 #: ... and only when the tolerance ellipsoid has at most this many rows (tolerance / spacing small).
 DENSE_MAX_ROWS = 512
+
+
+def _kd_tree(points: np.ndarray):
+    """A scipy KD-tree of (n, 3) points. scipy is imported on first use: the 3-D scoring path
+    (:mod:`metrics.volume_scoring`) never needs it, and the import costs a scoring process 0.4 s."""
+    from scipy.spatial import cKDTree
+
+    return cKDTree(points, balanced_tree=False, compact_nodes=False)
 
 
 def exact_distance_mm(offsets: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
@@ -132,7 +138,7 @@ def nearest_distances(query: Surface, target: Surface, *, spacing_mm: Sequence[f
 
 
 def _nearest_by_tree(query: Surface, target: Surface, spacing: np.ndarray) -> np.ndarray:
-    tree = cKDTree(target.corners.T * spacing[None, :], balanced_tree=False, compact_nodes=False)
+    tree = _kd_tree(target.corners.T * spacing[None, :])
     _, nearest = tree.query(query.corners.T * spacing[None, :], k=1)
     # Recompute from integer offsets so the values are bit-identical to the reference's.
     return exact_distance_mm(query.corners - target.corners[:, nearest], spacing)
@@ -146,6 +152,8 @@ def _nearest_by_feature_transform(
     Only indices are computed (int32 per axis and corner), never the dense distance map: distances
     come from the offsets at the query corners alone.
     """
+    from scipy import ndimage  # on first use, as in _kd_tree
+
     free = np.ones(tuple(int(n) for n in hi - lo + 1), dtype=bool)
     free[tuple(target.corners - lo[:, None])] = False
     features = ndimage.distance_transform_edt(
@@ -179,7 +187,7 @@ def _nearest_by_local_tree(
         candidates = target.corners[:, inside]
         if candidates.shape[1]:
             bound = np.inf if final else float(np.min(grow * spacing))
-            tree = cKDTree(candidates.T * spacing[None, :], balanced_tree=False, compact_nodes=False)
+            tree = _kd_tree(candidates.T * spacing[None, :])
             found, nearest = tree.query(corners.T * spacing[None, :], k=1, distance_upper_bound=bound * (1 + 1e-9))
             hit = np.isfinite(found)
             exact = exact_distance_mm(corners[:, hit] - candidates[:, nearest[hit]], spacing)
@@ -291,7 +299,7 @@ def _within_by_tree(query: Surface, target: Surface, *, spacing_mm: Sequence[flo
     if query.size == 0 or target.size == 0:
         return np.zeros(query.size, dtype=bool)
     scale = np.asarray(spacing_mm, dtype=np.float64)[None, :]
-    tree = cKDTree(target.corners.T * scale, balanced_tree=False, compact_nodes=False)
+    tree = _kd_tree(target.corners.T * scale)
     bound = tolerance_mm * (1 + 1e-9) + 1e-12  # generous: the exact test below decides
     distance, nearest = tree.query(query.corners.T * scale, k=1, distance_upper_bound=bound)
     candidates = np.flatnonzero(np.isfinite(distance))

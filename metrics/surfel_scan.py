@@ -96,8 +96,13 @@ _FIRST_OPEN = np.array([7 - max(b for b in range(8) if not mask >> b & 1) if mas
 
 @numba.njit(cache=True, inline="always")
 def _slot_row(row, slot_lut, limit_lo, limit_hi, limit_axis, coord, k_lo, k_hi, out):
-    """Slots of voxels ``k_lo..k_hi`` of a row into ``out[k - k_lo]`` (limits applied)."""
+    """Slots of voxels ``k_lo..k_hi`` of a row into ``out[k - k_lo]`` (limits applied).
+
+    Returns the first and last position holding a slot (``(size, -1)`` for a row of background).
+    """
     n_lut = slot_lut.size
+    first = out.size
+    last = -1
     for k in range(k_lo, k_hi + 1):
         v = row[k]
         s = slot_lut[v] if v < n_lut else 0
@@ -105,7 +110,12 @@ def _slot_row(row, slot_lut, limit_lo, limit_hi, limit_axis, coord, k_lo, k_hi, 
             c = k if limit_axis == 2 else coord
             if c < limit_lo[s] or c > limit_hi[s]:
                 s = 0
+            else:
+                if first == out.size:
+                    first = k - k_lo
+                last = k - k_lo
         out[k - k_lo] = s
+    return first, last
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
@@ -140,22 +150,32 @@ def _scan_planes(volume, slot_lut, limit_lo, limit_hi, limit_axis, box_lo, box_h
         values = np.empty(8, np.uint8)
         capacity = plane_room[p]
         n = 0
+        # first and last position holding a slot in each of the four rows (none: width + 1, -1)
+        a_prev_first = a_cur_first = b_prev_first = b_cur_first = width + 1
+        a_prev_last = a_cur_last = b_prev_last = b_cur_last = -1
         for j in range(lo1, hi1 + 2):
             a_prev, a_cur = a_cur, a_prev
             b_prev, b_cur = b_cur, b_prev
+            a_prev_first, a_prev_last = a_cur_first, a_cur_last
+            b_prev_first, b_prev_last = b_cur_first, b_cur_last
             if j <= hi1 and i > lo0:
-                _slot_row(volume[i - 1, j], slot_lut, limit_lo, limit_hi, limit_axis, i - 1 if limit_axis == 0 else j,
-                          lo2, hi2, a_cur)
+                a_cur_first, a_cur_last = _slot_row(volume[i - 1, j], slot_lut, limit_lo, limit_hi, limit_axis,
+                                                    i - 1 if limit_axis == 0 else j, lo2, hi2, a_cur)
             else:
                 a_cur[:] = 0
+                a_cur_first, a_cur_last = width + 1, -1
             if j <= hi1 and i <= hi0:
-                _slot_row(volume[i, j], slot_lut, limit_lo, limit_hi, limit_axis, i if limit_axis == 0 else j,
-                          lo2, hi2, b_cur)
+                b_cur_first, b_cur_last = _slot_row(volume[i, j], slot_lut, limit_lo, limit_hi, limit_axis,
+                                                    i if limit_axis == 0 else j, lo2, hi2, b_cur)
             else:
                 b_cur[:] = 0
+                b_cur_first, b_cur_last = width + 1, -1
+            # corners left of every slot of the four rows, or right of them, see only background
+            x_first = min(min(a_prev_first, a_cur_first), min(b_prev_first, b_cur_first))
+            x_last = max(max(a_prev_last, a_cur_last), max(b_prev_last, b_cur_last)) + 1
             base = (i * c1 + j) * c2 + lo2
             w00 = 0; w01 = 0; w10 = 0; w11 = 0  # slots of the previous column (k - 1)
-            for x in range(width + 1):
+            for x in range(x_first, x_last + 1):
                 e00 = a_prev[x]; e01 = a_cur[x]; e10 = b_prev[x]; e11 = b_cur[x]
                 # neighbour (i-1+a, j-1+b, k-1+c) sets bit 7 - (4a + 2b + c)
                 s7 = w00; s6 = e00; s5 = w01; s4 = e01; s3 = w10; s2 = e10; s1 = w11; s0 = e11

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
@@ -51,8 +52,26 @@ def _pixel_type(info) -> str:
     return sitk.GetPixelIDValueAsString(info.GetPixelID())
 
 
+@dataclass(frozen=True)
+class PredictionVolume:
+    """A prediction as read once: its voxels (z, y, x), grid and pixel type.
+
+    `image` is the ITK image the voxels are a view of, kept so that its buffer lives as long as
+    they do (None when the voxels were inflated straight into a numpy buffer).
+    """
+
+    voxels: np.ndarray
+    geometry: Geometry
+    pixel_type: str  # SimpleITK's name, for messages
+    image: sitk.Image | None = None
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> "PredictionVolume":
+        return cls(voxels=label_array(image), geometry=Geometry.of(image), pixel_type=_pixel_type(image), image=image)
+
+
 def read_prediction(path: Path, *, case_id: str, reference: Geometry | None = None,
-                    gc_output: bool = False) -> sitk.Image:
+                    gc_output: bool = False) -> PredictionVolume:
     """Read a prediction header first, check it against `reference`, and only then its pixels, once.
 
     A 1 MB file can claim 1024^3 voxels or inflate to gigabytes: before any voxel is read the
@@ -92,8 +111,9 @@ def read_prediction(path: Path, *, case_id: str, reference: Geometry | None = No
     layout = nifti_gz.voxel_layout(nifti_header, size_xyz=tuple(reader.GetSize()),
                                    itk_dtype=_PIXEL_DTYPES[reader.GetPixelID()]) if nifti_header is not None else None
     if layout is not None:  # inflated by us, strictly: ITK would pass a truncated stream
-        return nifti_gz.read_image(path, reader, layout, case_id=case_id)
-    return _execute(reader, path=path, case_id=case_id)
+        voxels = nifti_gz.read_array(path, layout, size_xyz=tuple(reader.GetSize()), case_id=case_id)
+        return PredictionVolume(voxels=voxels, geometry=Geometry.of(reader), pixel_type=_pixel_type(reader))
+    return PredictionVolume.of(_execute(reader, path=path, case_id=case_id))
 
 
 def _execute(reader: sitk.ImageFileReader, *, path: Path, case_id: str) -> sitk.Image:
@@ -113,7 +133,8 @@ def _check_shape(components: int, dimension: int, *, case_id: str, path: Path) -
                                                         "expected 3-D on the input's grid (copy the input image's geometry)")
 
 
-def _read_approximated(path: Path, *, case_id: str, reference: Geometry | None, gc_output: bool) -> sitk.Image:
+def _read_approximated(path: Path, *, case_id: str, reference: Geometry | None,
+                       gc_output: bool) -> PredictionVolume:
     """A NIfTI prediction whose direction cosines ITK refuses (as TotalSegmentator's own files are):
     the same header-first checks through the image-reading layer's one fallback, then one read."""
     try:
@@ -134,7 +155,7 @@ def _read_approximated(path: Path, *, case_id: str, reference: Geometry | None, 
                                                             f"{_reason(exc)}") from None
     if gc_output:
         check_gc_pixel_type(image, case_id=case_id, path=path)
-    return image
+    return PredictionVolume.of(image)
 
 
 def _reason(exc: RuntimeError) -> str:
@@ -161,14 +182,14 @@ def check_geometry(prediction: sitk.Image, reference: Geometry, *, case_id: str,
                          f"case {case_id}: prediction {path} does not match the input's grid: {'; '.join(problems)}")
 
 
-def prediction_in_benchmark_ids(prediction: sitk.Image, mapping: LabelMapping, *, case_id: str,
+def prediction_in_benchmark_ids(prediction: PredictionVolume, mapping: LabelMapping, *, case_id: str,
                                 path: Path) -> np.ndarray:
     """Voxel array (z, y, x) in benchmark ids; CaseFailed for float, negative or undeclared labels."""
-    if prediction.GetPixelID() not in _INTEGER_PIXEL_TYPES:
+    if not np.issubdtype(prediction.voxels.dtype, np.integer):
         raise CaseFailed(FailureKind.NON_INTEGER_LABELS,
-                         f"case {case_id}: prediction {path} has {_pixel_type(prediction)} voxels; "
+                         f"case {case_id}: prediction {path} has {prediction.pixel_type} voxels; "
                          "a segmentation must hold integer label ids (uint8 preferred)")
-    return mapping.apply(label_array(prediction), case_id=case_id, source=f"prediction {path}")
+    return mapping.apply(prediction.voxels, case_id=case_id, source=f"prediction {path}")
 
 
 def check_gc_pixel_type(prediction: sitk.Image, *, case_id: str, path: Path) -> None:

@@ -35,7 +35,7 @@ def test_an_honest_prediction_is_read_once_and_whole(tmp_path, name):
     # a TIFF keeps no origin or slice spacing: its own grid is the reference there
     reference = Geometry.of(sitk.ReadImage(str(tmp_path / name))) if name.endswith(".tif") else _reference()
     read = read_prediction(tmp_path / name, case_id="img0042", reference=reference, gc_output=True)
-    np.testing.assert_array_equal(sitk.GetArrayFromImage(read), sitk.GetArrayFromImage(image))
+    np.testing.assert_array_equal(read.voxels, sitk.GetArrayFromImage(image))
 
 
 def test_a_small_file_claiming_a_huge_grid_is_refused_from_its_header(tmp_path):
@@ -76,7 +76,7 @@ def test_gzip_members_are_followed_to_the_end(tmp_path):
     members = tmp_path / "members.nii.gz"
     members.write_bytes(gzip.compress(raw[:200]) + gzip.compress(raw[200:]) + gzip.compress(b""))
     read = read_prediction(members, case_id="img0042", reference=_reference())
-    np.testing.assert_array_equal(sitk.GetArrayFromImage(read), sitk.GetArrayFromImage(image))
+    np.testing.assert_array_equal(read.voxels, sitk.GetArrayFromImage(image))
     (tmp_path / "out.nii.gz").write_bytes(members.read_bytes() + b"trailing garbage")
     assert "not valid gzip" in _refused(tmp_path / "out.nii.gz", "unreadable_prediction")
 
@@ -125,8 +125,9 @@ def test_big_endian_and_wide_predictions_are_read_as_itk_reads_them(tmp_path, or
     nib.save(image, path)
     itk = sitk.ReadImage(str(path))
     read = read_prediction(path, case_id="img0042", reference=Geometry.of(itk))
-    np.testing.assert_array_equal(sitk.GetArrayFromImage(read), sitk.GetArrayFromImage(itk))
-    assert read.GetPixelID() == itk.GetPixelID() and Geometry.of(read) == Geometry.of(itk)
+    np.testing.assert_array_equal(read.voxels, sitk.GetArrayFromImage(itk))
+    assert read.voxels.dtype == np.int16 and read.voxels.dtype.isnative
+    assert read.pixel_type == itk.GetPixelIDTypeAsString() and read.geometry == Geometry.of(itk)
 
 
 def test_pixel_type_and_components_are_checked_before_pixels(tmp_path):
