@@ -31,6 +31,9 @@ class LabelCounts:
             index per axis (inclusive); ``lo > hi`` for a slot without voxels. Row 0 is unused.
         gt_plane_voxels, pred_plane_voxels: int64 (n0,): organ voxels (any slot) in each plane
             along axis 0 (what bounds the surfels a plane can have).
+        gt_plane_boxes, pred_plane_boxes: int64 (n0, 4): per plane along axis 0, the lowest and
+            highest row, then lowest and highest column, holding an organ voxel (any slot); lo > hi
+            for a plane without one (what a surfel scan of the plane must read).
     """
 
     joint: np.ndarray
@@ -38,6 +41,8 @@ class LabelCounts:
     pred_boxes: np.ndarray
     gt_plane_voxels: np.ndarray
     pred_plane_voxels: np.ndarray
+    gt_plane_boxes: np.ndarray
+    pred_plane_boxes: np.ndarray
 
     def gt_voxels(self, slot: int) -> int:
         return int(self.joint[slot].sum())
@@ -140,7 +145,19 @@ def _tally(gt, pred, slot_lut, n_slots, limit_lo, limit_hi, limit_axis):
                     planes[0, i] += joint[i, g, p]
                 if p != 0:
                     planes[1, i] += joint[i, g, p]
-    return joint.sum(axis=0), boxes, planes
+    plane_boxes = np.empty((2, n0, 4), np.int64)  # rows lo, hi, columns lo, hi of all slots
+    for v in range(2):
+        for i in range(n0):
+            plane_boxes[v, i, 0] = big
+            plane_boxes[v, i, 1] = -1
+            plane_boxes[v, i, 2] = big
+            plane_boxes[v, i, 3] = -1
+            for s in range(1, n_slots + 1):
+                plane_boxes[v, i, 0] = min(plane_boxes[v, i, 0], low[i, v, s, 0])
+                plane_boxes[v, i, 1] = max(plane_boxes[v, i, 1], high[i, v, s, 0])
+                plane_boxes[v, i, 2] = min(plane_boxes[v, i, 2], low[i, v, s, 1])
+                plane_boxes[v, i, 3] = max(plane_boxes[v, i, 3], high[i, v, s, 1])
+    return joint.sum(axis=0), boxes, planes, plane_boxes
 
 
 def count_labels(
@@ -162,7 +179,7 @@ def count_labels(
     if slot_lut[0] != 0:
         raise ValueError("value 0 is background: slot_lut[0] must be 0")
     limit_lo, limit_hi = limit_arrays(limits, n_slots)
-    joint, boxes, planes = run_parallel(_tally, gt, pred, np.ascontiguousarray(slot_lut, dtype=np.uint8), n_slots,
+    joint, boxes, planes, plane_boxes = run_parallel(_tally, gt, pred, np.ascontiguousarray(slot_lut, dtype=np.uint8), n_slots,
                                         limit_lo, limit_hi, limit_axis)
     return LabelCounts(joint=joint, gt_boxes=boxes[0], pred_boxes=boxes[1], gt_plane_voxels=planes[0],
-                       pred_plane_voxels=planes[1])
+                       pred_plane_voxels=planes[1], gt_plane_boxes=plane_boxes[0], pred_plane_boxes=plane_boxes[1])

@@ -95,15 +95,15 @@ _FIRST_OPEN = np.array([7 - max(b for b in range(8) if not mask >> b & 1) if mas
 
 
 @numba.njit(cache=True, inline="always")
-def _slot_row(row, slot_lut, limit_lo, limit_hi, limit_axis, coord, k_lo, k_hi, out):
-    """Slots of voxels ``k_lo..k_hi`` of a row into ``out[k - k_lo]`` (limits applied).
+def _slot_row(row, slot_lut, limit_lo, limit_hi, limit_axis, coord, k_from, k_to, base, out):
+    """Slots of voxels ``k_from..k_to`` of a row into ``out[k - base]`` (limits applied).
 
     Returns the first and last position holding a slot (``(size, -1)`` for a row of background).
     """
     n_lut = slot_lut.size
     first = out.size
     last = -1
-    for k in range(k_lo, k_hi + 1):
+    for k in range(k_from, k_to + 1):
         v = row[k]
         s = slot_lut[v] if v < n_lut else 0
         if s != 0:
@@ -112,14 +112,32 @@ def _slot_row(row, slot_lut, limit_lo, limit_hi, limit_axis, coord, k_lo, k_hi, 
                 s = 0
             else:
                 if first == out.size:
-                    first = k - k_lo
-                last = k - k_lo
-        out[k - k_lo] = s
+                    first = k - base
+                last = k - base
+        out[k - base] = s
     return first, last
 
 
+@numba.njit(cache=True, inline="always")
+def _fill_row(volume, v, j, plane_boxes, slot_lut, limit_lo, limit_hi, limit_axis, hi1, lo2, hi2, out, first, last):
+    """Row ``j`` of voxel plane ``v`` as slots in ``out``, whose slots now lie in ``first..last``.
+
+    Only the plane's box is read (``plane_boxes[v]``: rows lo, hi, columns lo, hi), within the
+    scan's box (rows up to ``hi1``, columns ``lo2..hi2``); everything else is background. ``v = -1``
+    is a plane outside the box. Returns the new first and last position of a slot.
+    """
+    if last >= first:
+        out[first:last + 1] = 0
+    if v < 0 or j > hi1 or j < plane_boxes[v, 0] or j > plane_boxes[v, 1]:
+        return out.size, -1
+    k_from = max(lo2, plane_boxes[v, 2])
+    k_to = min(hi2, plane_boxes[v, 3])
+    coord = v if limit_axis == 0 else j
+    return _slot_row(volume[v, j], slot_lut, limit_lo, limit_hi, limit_axis, coord, k_from, k_to, lo2, out)
+
+
 @numba.njit(cache=True, parallel=True, nogil=True)
-def _scan_planes(volume, slot_lut, limit_lo, limit_hi, limit_axis, box_lo, box_hi, n_slots,
+def _scan_planes(volume, slot_lut, limit_lo, limit_hi, limit_axis, box_lo, box_hi, plane_boxes, n_slots,
                  emit_lo, emit_hi, plane_at, plane_room, corners, codes, starts, counts, code_counts,
                  scratch_corner, scratch_code, scratch_slot):
     """Surfels of the corner planes of the box (voxels outside it are background, never read).
@@ -154,22 +172,17 @@ def _scan_planes(volume, slot_lut, limit_lo, limit_hi, limit_axis, box_lo, box_h
         a_prev_first = a_cur_first = b_prev_first = b_cur_first = width + 1
         a_prev_last = a_cur_last = b_prev_last = b_cur_last = -1
         for j in range(lo1, hi1 + 2):
+            # the buffers of two rows back become the current rows' (their slots lie in the ranges kept)
             a_prev, a_cur = a_cur, a_prev
             b_prev, b_cur = b_cur, b_prev
+            a_stale_first, a_stale_last = a_prev_first, a_prev_last
+            b_stale_first, b_stale_last = b_prev_first, b_prev_last
             a_prev_first, a_prev_last = a_cur_first, a_cur_last
             b_prev_first, b_prev_last = b_cur_first, b_cur_last
-            if j <= hi1 and i > lo0:
-                a_cur_first, a_cur_last = _slot_row(volume[i - 1, j], slot_lut, limit_lo, limit_hi, limit_axis,
-                                                    i - 1 if limit_axis == 0 else j, lo2, hi2, a_cur)
-            else:
-                a_cur[:] = 0
-                a_cur_first, a_cur_last = width + 1, -1
-            if j <= hi1 and i <= hi0:
-                b_cur_first, b_cur_last = _slot_row(volume[i, j], slot_lut, limit_lo, limit_hi, limit_axis,
-                                                    i if limit_axis == 0 else j, lo2, hi2, b_cur)
-            else:
-                b_cur[:] = 0
-                b_cur_first, b_cur_last = width + 1, -1
+            a_cur_first, a_cur_last = _fill_row(volume, i - 1 if i > lo0 else -1, j, plane_boxes, slot_lut, limit_lo,
+                                                limit_hi, limit_axis, hi1, lo2, hi2, a_cur, a_stale_first, a_stale_last)
+            b_cur_first, b_cur_last = _fill_row(volume, i if i <= hi0 else -1, j, plane_boxes, slot_lut, limit_lo,
+                                                limit_hi, limit_axis, hi1, lo2, hi2, b_cur, b_stale_first, b_stale_last)
             # corners left of every slot of the four rows, or right of them, see only background
             x_first = min(min(a_prev_first, a_cur_first), min(b_prev_first, b_cur_first))
             x_last = max(max(a_prev_last, a_cur_last), max(b_prev_last, b_cur_last)) + 1
@@ -232,6 +245,7 @@ def scan_surfels(
     limit_axis: int = 0,
     emit_boxes: np.ndarray | None = None,
     plane_voxels: np.ndarray | None = None,
+    plane_boxes: np.ndarray | None = None,
 ) -> OrganSurfels:
     """Surfels of every organ slot of a 3-D label volume.
 
@@ -249,6 +263,9 @@ def scan_surfels(
             index (inclusive) of the surfels to list; others only enter ``code_counts``.
         plane_voxels: optional int64 array (volume.shape[0],): organ voxels per plane along axis 0
             (:class:`metrics.label_counts.LabelCounts`), which bounds the room a plane needs.
+        plane_boxes: optional int64 array (volume.shape[0], 4): per plane along axis 0, the rows
+            (lo, hi) and columns (lo, hi) holding its organ voxels (``LabelCounts``); only those
+            are read. Default: the box, in every plane.
 
     Returns:
         An :class:`OrganSurfels`.
@@ -268,6 +285,9 @@ def scan_surfels(
         emit_lo = np.ascontiguousarray(emit_boxes[:, 0], dtype=np.int64)
         emit_hi = np.ascontiguousarray(emit_boxes[:, 1], dtype=np.int64)
     lut = np.ascontiguousarray(slot_lut, dtype=np.uint8)
+    if plane_boxes is None:
+        plane_boxes = np.tile(np.array([box_lo[1], box_hi[1], box_lo[2], box_hi[2]], np.int64), (volume.shape[0], 1))
+    plane_boxes = np.ascontiguousarray(plane_boxes, dtype=np.int64)
     planes = int(box_hi[0] - box_lo[0]) + 2
     plane_corners = int(box_hi[1] - box_lo[1] + 2) * int(box_hi[2] - box_lo[2] + 2)
     bound = _room_bound(planes, int(box_lo[0]), volume.shape[0], plane_voxels, emit_lo, emit_hi, emit_boxes is not None)
@@ -284,7 +304,7 @@ def scan_surfels(
         widest = int(room.max(initial=0))
         scratch = (np.empty((threads, widest), np.int64), np.empty((threads, widest), np.uint8),
                    np.empty((threads, widest), np.uint8))
-        fitted = run_parallel(_scan_planes, volume, lut, limit_lo, limit_hi, limit_axis, box_lo, box_hi, n_slots,
+        fitted = run_parallel(_scan_planes, volume, lut, limit_lo, limit_hi, limit_axis, box_lo, box_hi, plane_boxes, n_slots,
                               emit_lo, emit_hi, plane_at, room, corners, codes, starts, counts, code_counts, *scratch)
         if fitted:
             break

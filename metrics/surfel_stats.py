@@ -17,8 +17,11 @@ from metrics.surface_metrics import sorted_area_percentile
 
 #: Buckets of the percentile's first pass (only the chosen bucket is sorted).
 PERCENTILE_BUCKETS = 4096
-#: Surfaces with at most this many surfels are sorted whole (cheaper than being clever).
-EXACT_BELOW = 100_000
+#: Surfaces with at most this many surfels are sorted whole, as the reference does (tiny masks are
+#: where exact ties at the percentile are common). Above it the histogram wins at every size
+#: measured (.venv/bin/python on 2,000 surfels: 0.02 ms against a sort's 0.25 ms; 20,000: 0.14
+#: against 3.8 ms), and a full-size case has twenty such surfaces.
+EXACT_BELOW = 1_000
 #: A cumulative area within this fraction of the total from the percentile's threshold is a tie
 #: that only the reference's summation order can decide.
 TIE_MARGIN = 1e-9

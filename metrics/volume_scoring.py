@@ -91,11 +91,11 @@ def _corner_box(voxel_box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _scan(volume: np.ndarray, boxes: np.ndarray, slots: list[int], n_slots: int, labels: Sequence[int], *,
-          limits: dict[int, tuple[int, int]], limit_axis: int, plane_voxels: np.ndarray,
+          limits: dict[int, tuple[int, int]], limit_axis: int, plane_voxels: np.ndarray, plane_boxes: np.ndarray,
           emit_boxes: np.ndarray | None = None) -> OrganSurfels:
     """Surfels of the given slots, scanning only the box holding all of their voxels."""
     return scan_surfels(volume, slot_lut=_slot_lut(labels, slots), n_slots=n_slots, box=_union_box(boxes, slots), limits=limits,
-                        limit_axis=limit_axis, emit_boxes=emit_boxes, plane_voxels=plane_voxels)
+                        limit_axis=limit_axis, emit_boxes=emit_boxes, plane_voxels=plane_voxels, plane_boxes=plane_boxes)
 
 
 def _near_boxes(counts: LabelCounts, organs: Sequence[OrganSpec], spacing: tuple[float, ...],
@@ -168,10 +168,10 @@ def _surface_metrics(gt: np.ndarray, pred: np.ndarray, *, counts: LabelCounts, s
     areas = neighbour_code_to_measure(spacing)
     distances_wanted = bool(DISTANCE_METRICS & set(names))
     gt_surfels = _scan(gt, counts.gt_boxes, slots, n_slots, labels, limits={}, limit_axis=limit_axis,
-                       plane_voxels=counts.gt_plane_voxels)
+                       plane_voxels=counts.gt_plane_voxels, plane_boxes=counts.gt_plane_boxes)
     near = None if distances_wanted else _near_boxes(counts, organs, spacing, corner_dims)
     pred_surfels = _scan(pred, counts.pred_boxes, slots, n_slots, labels, limits=limits, limit_axis=limit_axis,
-                         plane_voxels=counts.pred_plane_voxels, emit_boxes=near)
+                         plane_voxels=counts.pred_plane_voxels, plane_boxes=counts.pred_plane_boxes, emit_boxes=near)
     # one pair of distance arrays for all organs, as long as the largest organ needs
     to_pred = np.empty(max(gt_surfels.size(slot) for slot in slots))
     to_gt = np.empty(max(pred_surfels.size(slot) for slot in slots))

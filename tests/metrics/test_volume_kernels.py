@@ -31,13 +31,26 @@ def _expected_surfels(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return border, codes[border], np.bincount(codes[border], minlength=256)
 
 
+def _plane_boxes(volume: np.ndarray, labels: int) -> np.ndarray:
+    """Per plane along axis 0: rows lo, hi and columns lo, hi of its organ voxels (lo > hi: none)."""
+    big = np.iinfo(np.int64).max
+    boxes = np.tile(np.array([big, -1, big, -1], np.int64), (volume.shape[0], 1))
+    for i, plane in enumerate(volume):
+        rows, columns = np.nonzero((plane >= 1) & (plane <= labels))
+        if rows.size:
+            boxes[i] = rows.min(), rows.max(), columns.min(), columns.max()
+    return boxes
+
+
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), labels=st.integers(1, 9), limit_axis=st.integers(0, 2),
-       boxed=st.booleans())
-def test_scan_lists_every_organs_surfels_like_per_organ_codes(seed, labels, limit_axis, boxed):
+       boxed=st.booleans(), plane_boxed=st.booleans())
+def test_scan_lists_every_organs_surfels_like_per_organ_codes(seed, labels, limit_axis, boxed, plane_boxed):
     rng = np.random.default_rng(seed)
     shape = tuple(int(n) for n in rng.integers(3, 13, 3))
     volume = rng.integers(0, labels + 2, shape).astype(np.uint8)  # the top value is no organ
+    if plane_boxed:  # sparse organs, so that each plane's box is smaller than the volume's
+        volume[rng.random(shape) < 0.85] = 0
     slot_lut = np.zeros(labels + 2, np.uint8)
     slot_lut[1: labels + 1] = np.arange(1, labels + 1)
     limited = 1
@@ -51,7 +64,7 @@ def test_scan_lists_every_organs_surfels_like_per_organ_codes(seed, labels, limi
         inside[:] = False
         inside[tuple(slice(x, y + 1) for x, y in zip(a, b))] = True
     surfels = scan_surfels(volume, slot_lut=slot_lut, n_slots=labels, box=box, limits={limited: (lo, hi)},
-                           limit_axis=limit_axis)
+                           limit_axis=limit_axis, plane_boxes=_plane_boxes(volume, labels) if plane_boxed else None)
     for slot in range(1, labels + 1):
         mask = (volume == slot) & inside
         if slot == limited:
@@ -63,6 +76,39 @@ def test_scan_lists_every_organs_surfels_like_per_organ_codes(seed, labels, limi
         np.testing.assert_array_equal(got_corners, corners)
         np.testing.assert_array_equal(got_codes, codes)
         np.testing.assert_array_equal(surfels.code_counts[slot - 1, 1:255], histogram[1:255])
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), labels=st.integers(1, 6), limit_axis=st.integers(0, 2),
+       sparsity=st.sampled_from([0.0, 0.9, 0.99]))
+def test_counts_and_boxes_equal_numpys_in_any_shape(seed, labels, limit_axis, sparsity):
+    """Odd plane sizes put the planes' edges inside eight-voxel words: every voxel counts once."""
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(n) for n in rng.integers(1, 15, 3))
+    gt, pred = (np.where(rng.random(shape) < sparsity, 0, rng.integers(0, labels + 2, shape)).astype(np.uint8)
+                for _ in range(2))
+    slot_lut = np.zeros(labels + 2, np.uint8)
+    slot_lut[1: labels + 1] = np.arange(1, labels + 1)
+    lo, hi = sorted(int(v) for v in rng.integers(0, shape[limit_axis], 2))
+    counts = count_labels(gt, pred, slot_lut=slot_lut, n_slots=labels, limits={1: (lo, hi)}, limit_axis=limit_axis)
+    coords = np.indices(shape)[limit_axis]
+    gt_slots = slot_lut[gt]
+    pred_slots = np.where((pred == 1) & ((coords < lo) | (coords > hi)), 0, slot_lut[pred])
+    joint = np.zeros((labels + 1, labels + 1), np.int64)
+    np.add.at(joint, (gt_slots.ravel(), pred_slots.ravel()), 1)
+    np.testing.assert_array_equal(counts.joint, joint)
+    for slots, boxes, plane_voxels, plane_boxes in ((gt_slots, counts.gt_boxes, counts.gt_plane_voxels,
+                                                     counts.gt_plane_boxes),
+                                                    (pred_slots, counts.pred_boxes, counts.pred_plane_voxels,
+                                                     counts.pred_plane_boxes)):
+        np.testing.assert_array_equal(plane_voxels, (slots > 0).sum(axis=(1, 2)))
+        np.testing.assert_array_equal(plane_boxes, _plane_boxes(slots, labels))
+        for slot in range(1, labels + 1):
+            where = np.argwhere(slots == slot)
+            if where.size:
+                np.testing.assert_array_equal(boxes[slot], [where.min(axis=0), where.max(axis=0)])
+            else:
+                assert (boxes[slot, 0] > boxes[slot, 1]).all()
 
 
 def test_scan_rescans_when_many_organs_meet_at_every_corner():
@@ -163,7 +209,7 @@ def test_nearest_distances_refuse_queries_outside_the_region():
                           region=(np.array([0, 0, 0]), np.array([2, 4, 4])))
 
 
-@pytest.mark.parametrize("n", [20, 40, EXACT_BELOW + 5_000])
+@pytest.mark.parametrize("n", [20, 40, EXACT_BELOW + 1, EXACT_BELOW + 5_000, 100_000])
 def test_area_percentile_is_the_references_rule_even_on_exact_ties(n):
     """Equal areas: 19 of 20 surfels are exactly 95 % of the area, where only the reference's own
     summation decides; large surfaces take the histogram path."""
