@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import numba
 import numpy as np
 
 from harness.errors import CaseFailed, FailureKind, LabelMapError
@@ -126,13 +125,14 @@ class LabelMapping:
                              f"case {case_id}: {source} has {volume.dtype} voxels; a label image must hold integers")
         if volume.size == 0:
             return volume.astype(np.uint8)
+        from harness import label_lookup  # compiled kernels: only a process that maps volumes loads them
         if volume.dtype == np.uint8 and volume.flags.c_contiguous:
             mapped = np.empty(volume.shape, np.uint8)  # numpy's allocation: huge pages, a fraction of the faults
-            if _lookup_bytes(volume.reshape(-1), self._byte_lut, UNDECLARED, mapped.reshape(-1)):
+            if label_lookup.lookup_bytes(volume.reshape(-1), self._byte_lut, UNDECLARED, mapped.reshape(-1)):
                 return mapped
         elif volume.dtype.isnative:
             mapped = np.empty(volume.shape, np.uint8)
-            if _lookup(volume.reshape(-1), self.lut, UNDECLARED, mapped.reshape(-1)):
+            if label_lookup.lookup(volume.reshape(-1), self.lut, UNDECLARED, mapped.reshape(-1)):
                 return mapped
         # something is wrong (or the byte order is foreign): find out what, and say it
         low, high = int(volume.min()), int(volume.max())
@@ -157,54 +157,6 @@ class LabelMapping:
         table = np.full(256, UNDECLARED, dtype=np.uint8)
         table[:min(256, len(self.lut))] = self.lut[:256]
         return table
-
-
-@numba.njit(cache=True, nogil=True)
-def _lookup(flat: np.ndarray, lut: np.ndarray, undeclared: int, out: np.ndarray) -> bool:
-    """One pass: the mapped ids into `out`, or False at the first id outside the table or
-    undeclared (the caller then names the offending ids)."""
-    size = lut.size
-    for i in range(flat.size):
-        value = flat[i]
-        if value < 0 or value >= size:
-            return False
-        mapped = lut[value]
-        if mapped == undeclared:
-            return False
-        out[i] = mapped
-    return True
-
-
-#: Bytes of background checked at a time by `_lookup_bytes` (eight words: one OR, then a fill).
-_BLOCK = 64
-
-
-@numba.njit(cache=True, nogil=True)
-def _lookup_bytes(flat: np.ndarray, table: np.ndarray, undeclared: int, out: np.ndarray) -> bool:
-    """`_lookup` for uint8 volumes with a 256-entry table whose entry 0 is 0 (background stays
-    background). Most of a segmentation is background (95 % of a CT's voxels): a block of it is
-    recognised by one OR of its words and filled with zeros, so the pass costs about a copy."""
-    blocks = flat.size // _BLOCK
-    source = flat[:blocks * _BLOCK].view(np.uint64)
-    target = out[:blocks * _BLOCK].view(np.uint64)
-    words = _BLOCK // 8
-    bad = False
-    for b in range(blocks):
-        w = b * words
-        if (source[w] | source[w + 1] | source[w + 2] | source[w + 3] | source[w + 4] | source[w + 5]
-                | source[w + 6] | source[w + 7]) == 0:
-            for v in range(w, w + words):
-                target[v] = 0
-            continue
-        for i in range(b * _BLOCK, (b + 1) * _BLOCK):
-            mapped = table[flat[i]]
-            bad |= mapped == undeclared
-            out[i] = mapped
-    for i in range(blocks * _BLOCK, flat.size):
-        mapped = table[flat[i]]
-        bad |= mapped == undeclared
-        out[i] = mapped
-    return not bad
 
 
 def _unknown_message(case_id: str, source: str, values: np.ndarray, label_map: LabelMap) -> str:

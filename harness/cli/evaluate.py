@@ -30,10 +30,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from harness.manifest import load_benchmark, resolve_data_root
     from harness.results import ResultsStore
     from harness.scoring.evaluate import evaluate_folder
-    from harness.scoring.pool import default_workers
+    from harness.scoring.pool import default_workers, start_early
     from harness.summary import results_table
     from harness.taxonomy import load_taxonomy
 
+    workers = args.workers or default_workers()
+    start_early(workers)
     data_root = resolve_data_root(args.data_root)
     benchmark = args.benchmark or default_benchmark(data_root)
     manifests = load_benchmark(benchmark)
@@ -53,7 +55,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                initial=len(store.finished(manifest.key, include_failed=not args.retry_failed)))
     document = evaluate_folder(manifest=manifest, predictions=args.predictions, pred_mapping=pred_mapping,
                                data_root=data_root, store=store, settings=settings,
-                               workers=args.workers or default_workers(), retry_failed=args.retry_failed,
+                               workers=workers, retry_failed=args.retry_failed,
                                progress=lambda done, total: bar.update(1))
     bar.close()
     say(args, results_table(document))

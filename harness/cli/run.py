@@ -51,7 +51,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.progress import RunProgress
     from harness.summary import results_table
 
+    from harness.scoring.pool import start_early
+
     request = run_request(args)
+    if not wants_distributed(args):
+        start_early(request.workers)
     args.out.mkdir(parents=True, exist_ok=True)
     progress = RunProgress(enabled=show_progress(args))
     try:

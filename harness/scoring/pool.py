@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import select
 import signal
@@ -83,12 +84,23 @@ def _watch(harness_pid: int, pidfd: int | None) -> None:
 
 
 def _context() -> multiprocessing.context.BaseContext:
-    """forkserver (preloaded with the scoring code, so a new worker starts in milliseconds), else spawn."""
+    """forkserver (preloaded with the scoring code and numba's machinery, so a new worker starts in
+    milliseconds), else spawn."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["harness.scoring.case"])
+    context.set_forkserver_preload(["harness.scoring.preload"])
     return context
+
+
+def start_early(workers: int) -> None:
+    """Start the workers' forkserver now, if there will be workers.
+
+    Its preloading (imports and numba's machinery: about a second) then runs beside the caller's
+    own start-up (manifests, label maps, the results file) instead of holding up the first case.
+    """
+    if workers > 1 and _context().get_start_method() == "forkserver":
+        multiprocessing.forkserver.ensure_running()
 
 
 @dataclass(frozen=True)
