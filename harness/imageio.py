@@ -164,6 +164,34 @@ def _approximable(path: Path | str, error: RuntimeError) -> bool:
     return is_nifti(path) and is_orthonormal_error(error)
 
 
+#: The numpy type of each scalar pixel type a label image may have (ITK's pixel id -> numpy).
+PIXEL_DTYPES = {
+    sitk.sitkUInt8: np.dtype(np.uint8), sitk.sitkInt8: np.dtype(np.int8), sitk.sitkUInt16: np.dtype(np.uint16),
+    sitk.sitkInt16: np.dtype(np.int16), sitk.sitkUInt32: np.dtype(np.uint32), sitk.sitkInt32: np.dtype(np.int32),
+    sitk.sitkUInt64: np.dtype(np.uint64), sitk.sitkInt64: np.dtype(np.int64), sitk.sitkFloat32: np.dtype(np.float32),
+    sitk.sitkFloat64: np.dtype(np.float64),
+}
+
+
+@dataclass(frozen=True)
+class LabelVolume:
+    """A label image as read once: its voxels (z, y, x), grid and pixel type.
+
+    `image` is the ITK image the voxels are a view of, kept so that its buffer lives as long as
+    they do (None when the voxels were inflated straight into a numpy buffer).
+    """
+
+    voxels: np.ndarray
+    geometry: Geometry
+    pixel_type: str  # SimpleITK's name, for messages
+    image: sitk.Image | None = None
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> "LabelVolume":
+        return cls(voxels=label_array(image), geometry=Geometry.of(image),
+                   pixel_type=image.GetPixelIDTypeAsString(), image=image)
+
+
 def label_array(image: sitk.Image) -> np.ndarray:
     """The voxel array (z, y, x), as a view where SimpleITK allows it (no copy of large volumes)."""
     return sitk.GetArrayViewFromImage(image)

@@ -14,8 +14,9 @@ from pathlib import Path
 from metrics import EmptyPolicy, score_case
 
 from harness.errors import CaseFailed, FailureKind
-from harness.imageio import Geometry, label_array, read_image
+from harness.imageio import LabelVolume, image_suffix, read_image
 from harness.labelmap import LabelMapping
+from harness.scoring import nifti_gz
 from harness.scoring.outputs import prediction_in_benchmark_ids, read_prediction
 from harness.results import METRIC_NAMES, failed_record, ok_record
 from harness.taxonomy import load_taxonomy
@@ -45,15 +46,25 @@ class CaseJob:
     gc_output: bool = False  # Grand-Challenge accepts only uint8/int8 segmentations: hold outputs to that
 
 
+def read_ground_truth(path: Path, *, case_id: str) -> LabelVolume:
+    """The ground truth's voxels and grid: a .nii.gz read strictly (a truncated download fails the
+    case instead of scoring against stale memory, which ITK returns for it), anything else by ITK."""
+    if image_suffix(path) == ".nii.gz" and Path(path).is_file():
+        volume = nifti_gz.read_volume(Path(path), case_id=case_id, role=nifti_gz.GROUND_TRUTH)
+        if volume is not None:
+            return volume
+    return LabelVolume.of(read_image(path, case_id=case_id, role="ground truth", kind=FailureKind.UNREADABLE_GROUND_TRUTH))
+
+
 def score_files(job: CaseJob) -> dict:
     """A case record (status ok or failed); never raises for a problem with this one case."""
     organs = list(load_taxonomy().organ_names)
     try:
         if job.pred_path is None:
             raise CaseFailed(FailureKind.MISSING_PREDICTION, job.missing_reason or f"case {job.case_id}: no prediction")
-        gt_image = read_image(job.gt_path, case_id=job.case_id, role="ground truth", kind=FailureKind.UNREADABLE_GROUND_TRUTH)
-        geometry = Geometry.of(gt_image)
-        gt = job.gt_mapping.apply(label_array(gt_image), case_id=job.case_id, source=f"ground truth {job.gt_path}")
+        truth = read_ground_truth(job.gt_path, case_id=job.case_id)
+        geometry = truth.geometry
+        gt = job.gt_mapping.apply(truth.voxels, case_id=job.case_id, source=f"ground truth {job.gt_path}")
         prediction = read_prediction(job.pred_path, case_id=job.case_id, reference=geometry, gc_output=job.gc_output)
         pred = prediction_in_benchmark_ids(prediction, job.pred_mapping, case_id=job.case_id, path=job.pred_path)
         scores = score_case(gt, pred, spacing_mm=geometry.spacing_array, organs=load_taxonomy().metric_specs(),

@@ -19,12 +19,15 @@ from __future__ import annotations
 import gzip
 import math
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 from zlib_ng import zlib_ng
 
 from harness.errors import CaseFailed, FailureKind
+from harness.imageio import PIXEL_DTYPES, Geometry, LabelVolume
 
 #: The most bytes a NIfTI header and its extensions may take before the voxels (its vox_offset).
 NIFTI_HEADER_ALLOWANCE = 1024**2
@@ -32,16 +35,29 @@ NIFTI_HEADER_ALLOWANCE = 1024**2
 CHUNK_BYTES = 1 << 20
 
 
-def _header(path: Path, *, case_id: str):
+@dataclass(frozen=True)
+class Role:
+    """Whose file it is: the word messages use, and the failure kinds its problems become."""
+
+    name: str
+    unreadable: FailureKind
+    too_large: FailureKind
+
+
+PREDICTION = Role("prediction", FailureKind.UNREADABLE_PREDICTION, FailureKind.PREDICTION_TOO_LARGE)
+#: A truncated or oversized download of the ground truth (the organizer's data) is unreadable data.
+GROUND_TRUTH = Role("ground truth", FailureKind.UNREADABLE_GROUND_TRUTH, FailureKind.UNREADABLE_GROUND_TRUTH)
+
+
+def _header(path: Path, *, case_id: str, role: Role):
     """The fixed NIfTI-1/-2 header (nibabel), or None when the stream does not start with one."""
-    import nibabel as nib  # only .nii.gz predictions need it
+    import nibabel as nib  # only .nii.gz files need it
 
     try:
         with gzip.open(path, "rb") as stream:
             head = stream.read(nib.Nifti2Header.sizeof_hdr)
     except (OSError, EOFError, zlib.error) as exc:
-        raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: prediction {path} is not valid gzip: "
-                                                            f"{exc}") from None
+        raise CaseFailed(role.unreadable, f"case {case_id}: {role.name} {path} is not valid gzip: {exc}") from None
     sizes = {int.from_bytes(head[:4], order) for order in ("little", "big")}  # sizeof_hdr, in either byte order
     header_class = next((cls for cls in (nib.Nifti1Header, nib.Nifti2Header) if cls.sizeof_hdr in sizes), None)
     if header_class is None or len(head) < header_class.sizeof_hdr:
@@ -49,19 +65,19 @@ def _header(path: Path, *, case_id: str):
     return header_class(binaryblock=head[:header_class.sizeof_hdr], check=False)
 
 
-def check_voxel_offset(path: Path, *, case_id: str):
+def check_voxel_offset(path: Path, *, case_id: str, role: Role = PREDICTION):
     """CaseFailed if the header puts the voxels more than NIFTI_HEADER_ALLOWANCE into the stream.
 
     Any reader inflates everything before the voxel offset: a 1 MB file whose header claims an
     offset of gigabytes would make it inflate that much. Returns the parsed header (None if the
     stream holds no NIfTI header; the caller's reader then reports what is wrong).
     """
-    header = _header(path, case_id=case_id)
+    header = _header(path, case_id=case_id, role=role)
     if header is None:
         return None
     offset = float(header["vox_offset"])
     if not math.isfinite(offset) or offset > NIFTI_HEADER_ALLOWANCE:
-        raise CaseFailed(FailureKind.PREDICTION_TOO_LARGE, f"case {case_id}: prediction {path}: its NIfTI header puts "
+        raise CaseFailed(role.too_large, f"case {case_id}: {role.name} {path}: its NIfTI header puts "
                          f"the voxels {offset:.0f} bytes into the stream (vox_offset); at most "
                          f"{NIFTI_HEADER_ALLOWANCE // 1024**2} MiB of header and extensions is allowed: refused")
     return header
@@ -85,7 +101,7 @@ def voxel_layout(header, *, size_xyz: tuple[int, ...], itk_dtype: np.dtype) -> t
     return int(header["vox_offset"]), dtype
 
 
-def read_voxels(path: Path, *, offset: int, nbytes: int, case_id: str) -> np.ndarray:
+def read_voxels(path: Path, *, offset: int, nbytes: int, case_id: str, role: Role = PREDICTION) -> np.ndarray:
     """Bytes [offset, offset + nbytes) of the inflated stream (uint8), which must end there (CRC checked).
 
     Memory: the buffer plus one chunk; inflation stops one byte past what the header needs.
@@ -106,11 +122,11 @@ def read_voxels(path: Path, *, offset: int, nbytes: int, case_id: str) -> np.nda
             try:
                 piece = inflater.decompress(pending, max(wanted - filled, 1))
             except zlib_ng.error as exc:
-                raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: prediction {path} is not valid "
-                                                                    f"gzip: {exc}") from None
+                raise CaseFailed(role.unreadable, f"case {case_id}: {role.name} {path} is not valid gzip: "
+                                                  f"{exc}") from None
             begun = True
             if filled + len(piece) > wanted:
-                raise CaseFailed(FailureKind.PREDICTION_TOO_LARGE, f"case {case_id}: prediction {path} inflates past "
+                raise CaseFailed(role.too_large, f"case {case_id}: {role.name} {path} inflates past "
                                  f"the {wanted} bytes its header and grid need: refused")
             buffer[filled:filled + len(piece)] = np.frombuffer(piece, dtype=np.uint8)
             filled += len(piece)
@@ -120,18 +136,43 @@ def read_voxels(path: Path, *, offset: int, nbytes: int, case_id: str) -> np.nda
             else:
                 pending = inflater.unconsumed_tail
     if filled < wanted or begun:
-        raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: prediction {path} is truncated: its "
+        raise CaseFailed(role.unreadable, f"case {case_id}: {role.name} {path} is truncated: its "
                          f"gzip stream ends after {filled} of the {wanted} bytes its header and grid need"
                          + ("" if filled < wanted else ", without the gzip end"))
     return buffer[offset:]
 
 
-def read_array(path: Path, layout: tuple[int, np.dtype], *, size_xyz: tuple[int, ...], case_id: str) -> np.ndarray:
+def read_array(path: Path, layout: tuple[int, np.dtype], *, size_xyz: tuple[int, ...], case_id: str,
+               role: Role = PREDICTION) -> np.ndarray:
     """The voxels (z, y, x, native byte order) as ITK would read them, from one strict inflate.
 
     No ITK image is built: that would zero 40 MB and copy them again (0.03 s of a full-size case).
     """
     offset, dtype = layout
-    raw = read_voxels(path, offset=offset, nbytes=math.prod(size_xyz) * dtype.itemsize, case_id=case_id)
+    raw = read_voxels(path, offset=offset, nbytes=math.prod(size_xyz) * dtype.itemsize, case_id=case_id, role=role)
     voxels = raw.view(dtype).reshape(tuple(reversed(size_xyz)))
     return voxels if dtype.isnative else voxels.astype(dtype.newbyteorder("="))
+
+
+def read_volume(path: Path, *, case_id: str, role: Role) -> LabelVolume | None:
+    """A .nii.gz label image read strictly (one inflate, truncation refused), or None when its header
+    is one for ITK to read (none ITK can parse, scaled voxels, another layout): the caller then does."""
+    header = check_voxel_offset(path, case_id=case_id, role=role)
+    if header is None:
+        return None
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.SetImageIO("NiftiImageIO")
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None  # e.g. non-orthonormal directions: the caller's reader has the fallback and the message
+    if reader.GetNumberOfComponents() != 1 or reader.GetPixelID() not in PIXEL_DTYPES:
+        return None
+    size = tuple(reader.GetSize())
+    layout = voxel_layout(header, size_xyz=size, itk_dtype=PIXEL_DTYPES[reader.GetPixelID()])
+    if layout is None:
+        return None
+    return LabelVolume(voxels=read_array(path, layout, size_xyz=size, case_id=case_id, role=role),
+                       geometry=Geometry.of(reader),
+                       pixel_type=sitk.GetPixelIDValueAsString(reader.GetPixelID()))

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
 from harness.errors import CaseFailed, FailureKind
-from harness.imageio import Geometry, image_suffix, label_array, read_header_approximating, read_image_approximating
+from harness.imageio import PIXEL_DTYPES, Geometry, LabelVolume, image_suffix, read_header_approximating, read_image_approximating
 from harness.nifti_direction import is_nifti, is_orthonormal_error
 from harness.labelmap import LabelMapping
 from harness.runner.protocols import metaimage
@@ -36,13 +35,6 @@ _INTEGER_PIXEL_TYPES = {
 }
 
 
-#: The numpy type of each scalar pixel type a prediction may have.
-_PIXEL_DTYPES = {
-    sitk.sitkUInt8: np.dtype(np.uint8), sitk.sitkInt8: np.dtype(np.int8), sitk.sitkUInt16: np.dtype(np.uint16),
-    sitk.sitkInt16: np.dtype(np.int16), sitk.sitkUInt32: np.dtype(np.uint32), sitk.sitkInt32: np.dtype(np.int32),
-    sitk.sitkUInt64: np.dtype(np.uint64), sitk.sitkInt64: np.dtype(np.int64), sitk.sitkFloat32: np.dtype(np.float32),
-    sitk.sitkFloat64: np.dtype(np.float64),
-}
 #: The one ITK reader each prediction suffix is read with.
 _IMAGE_IO = {".mha": "MetaImageIO", ".mhd": "MetaImageIO", ".nii.gz": "NiftiImageIO", ".nii": "NiftiImageIO",
              ".tif": "TIFFImageIO", ".tiff": "TIFFImageIO", ".nrrd": "NrrdImageIO"}
@@ -52,26 +44,8 @@ def _pixel_type(info) -> str:
     return sitk.GetPixelIDValueAsString(info.GetPixelID())
 
 
-@dataclass(frozen=True)
-class PredictionVolume:
-    """A prediction as read once: its voxels (z, y, x), grid and pixel type.
-
-    `image` is the ITK image the voxels are a view of, kept so that its buffer lives as long as
-    they do (None when the voxels were inflated straight into a numpy buffer).
-    """
-
-    voxels: np.ndarray
-    geometry: Geometry
-    pixel_type: str  # SimpleITK's name, for messages
-    image: sitk.Image | None = None
-
-    @classmethod
-    def of(cls, image: sitk.Image) -> "PredictionVolume":
-        return cls(voxels=label_array(image), geometry=Geometry.of(image), pixel_type=_pixel_type(image), image=image)
-
-
 def read_prediction(path: Path, *, case_id: str, reference: Geometry | None = None,
-                    gc_output: bool = False) -> PredictionVolume:
+                    gc_output: bool = False) -> LabelVolume:
     """Read a prediction header first, check it against `reference`, and only then its pixels, once.
 
     A 1 MB file can claim 1024^3 voxels or inflate to gigabytes: before any voxel is read the
@@ -104,16 +78,16 @@ def read_prediction(path: Path, *, case_id: str, reference: Geometry | None = No
     if reader.GetPixelID() not in _INTEGER_PIXEL_TYPES:
         raise CaseFailed(FailureKind.NON_INTEGER_LABELS, f"case {case_id}: prediction {path} has {_pixel_type(reader)} voxels; "
                                                "a segmentation must hold integer label ids (uint8 preferred)")
-    voxel_bytes = math.prod(reader.GetSize()) * _PIXEL_DTYPES[reader.GetPixelID()].itemsize
+    voxel_bytes = math.prod(reader.GetSize()) * PIXEL_DTYPES[reader.GetPixelID()].itemsize
     if header is not None and header.expected_bytes != voxel_bytes:
         raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: prediction {path}: the MetaImage header "
                          f"describes {header.expected_bytes} bytes of voxels, the reader {voxel_bytes}")
     layout = nifti_gz.voxel_layout(nifti_header, size_xyz=tuple(reader.GetSize()),
-                                   itk_dtype=_PIXEL_DTYPES[reader.GetPixelID()]) if nifti_header is not None else None
+                                   itk_dtype=PIXEL_DTYPES[reader.GetPixelID()]) if nifti_header is not None else None
     if layout is not None:  # inflated by us, strictly: ITK would pass a truncated stream
         voxels = nifti_gz.read_array(path, layout, size_xyz=tuple(reader.GetSize()), case_id=case_id)
-        return PredictionVolume(voxels=voxels, geometry=Geometry.of(reader), pixel_type=_pixel_type(reader))
-    return PredictionVolume.of(_execute(reader, path=path, case_id=case_id))
+        return LabelVolume(voxels=voxels, geometry=Geometry.of(reader), pixel_type=_pixel_type(reader))
+    return LabelVolume.of(_execute(reader, path=path, case_id=case_id))
 
 
 def _execute(reader: sitk.ImageFileReader, *, path: Path, case_id: str) -> sitk.Image:
@@ -134,7 +108,7 @@ def _check_shape(components: int, dimension: int, *, case_id: str, path: Path) -
 
 
 def _read_approximated(path: Path, *, case_id: str, reference: Geometry | None,
-                       gc_output: bool) -> PredictionVolume:
+                       gc_output: bool) -> LabelVolume:
     """A NIfTI prediction whose direction cosines ITK refuses (as TotalSegmentator's own files are):
     the same header-first checks through the image-reading layer's one fallback, then one read."""
     try:
@@ -155,7 +129,7 @@ def _read_approximated(path: Path, *, case_id: str, reference: Geometry | None,
                                                             f"{_reason(exc)}") from None
     if gc_output:
         check_gc_pixel_type(image, case_id=case_id, path=path)
-    return PredictionVolume.of(image)
+    return LabelVolume.of(image)
 
 
 def _reason(exc: RuntimeError) -> str:
@@ -182,7 +156,7 @@ def check_geometry(prediction: sitk.Image, reference: Geometry, *, case_id: str,
                          f"case {case_id}: prediction {path} does not match the input's grid: {'; '.join(problems)}")
 
 
-def prediction_in_benchmark_ids(prediction: PredictionVolume, mapping: LabelMapping, *, case_id: str,
+def prediction_in_benchmark_ids(prediction: LabelVolume, mapping: LabelMapping, *, case_id: str,
                                 path: Path) -> np.ndarray:
     """Voxel array (z, y, x) in benchmark ids; CaseFailed for float, negative or undeclared labels."""
     if not np.issubdtype(prediction.voxels.dtype, np.integer):
