@@ -24,18 +24,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from harness.scoring.workers import default_workers, start_early
+
+    workers = args.workers or default_workers()
+    start_early(workers)  # before the imports below: the workers' preloading runs beside them
+
     from tqdm import tqdm
 
     from harness.labelmap import build_mapping, resolve_label_map
     from harness.manifest import load_benchmark, resolve_data_root
     from harness.results import ResultsStore
     from harness.scoring.evaluate import evaluate_folder
-    from harness.scoring.pool import default_workers, start_early
     from harness.summary import results_table
     from harness.taxonomy import load_taxonomy
 
-    workers = args.workers or default_workers()
-    start_early(workers)
     data_root = resolve_data_root(args.data_root)
     benchmark = args.benchmark or default_benchmark(data_root)
     manifests = load_benchmark(benchmark)

@@ -131,7 +131,7 @@ def run_gc_evaluate(args: argparse.Namespace) -> int:
     from harness.labelmap import build_mapping, resolve_label_map
     from harness.publish.gc_evaluate import evaluate_predictions
     from harness.results import RANKED_METRICS
-    from harness.scoring.pool import default_workers
+    from harness.scoring.workers import default_workers
 
     settings = score_settings(args, required=RANKED_METRICS)  # the aggregates and the leaderboard rank on these
     metrics = evaluate_predictions(

@@ -31,7 +31,7 @@ def run_request(args: argparse.Namespace):
     """The RunRequest of `harness run`'s flags."""
     from harness.manifest import resolve_data_root
     from harness.runner.run import RunRequest
-    from harness.scoring.pool import default_workers
+    from harness.scoring.workers import default_workers
 
     data_root = resolve_data_root(args.data_root)
     return RunRequest(image=args.image, image_tar=args.image_tar, out_dir=args.out,
@@ -51,7 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.progress import RunProgress
     from harness.summary import results_table
 
-    from harness.scoring.pool import start_early
+    from harness.scoring.workers import start_early
 
     request = run_request(args)
     if not wants_distributed(args):

@@ -18,8 +18,6 @@ Three rules keep a run alive and the machine clean whatever a prediction does to
 from __future__ import annotations
 
 import ctypes
-import multiprocessing
-import multiprocessing.forkserver
 import os
 import select
 import signal
@@ -34,15 +32,12 @@ from typing import Callable
 from harness.processes import pid_alive
 from harness.results import failed_record
 from harness.scoring.case import CaseJob, score_files
+from harness.scoring.workers import worker_context
 from harness.taxonomy import load_taxonomy
 from metrics.parallel import share_cores
 
 #: prctl(2) option: the signal this process gets when its parent dies (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
-
-
-def default_workers() -> int:
-    return max(1, min(4, (os.cpu_count() or 1)))
 
 
 def die_with(harness_pid: int) -> None:
@@ -83,26 +78,6 @@ def _watch(harness_pid: int, pidfd: int | None) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _context() -> multiprocessing.context.BaseContext:
-    """forkserver (preloaded with the scoring code and numba's machinery, so a new worker starts in
-    milliseconds), else spawn."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["harness.scoring.preload"])
-    return context
-
-
-def start_early(workers: int) -> None:
-    """Start the workers' forkserver now, if there will be workers.
-
-    Its preloading (imports and numba's machinery: about a second) then runs beside the caller's
-    own start-up (manifests, label maps, the results file) instead of holding up the first case.
-    """
-    if workers > 1 and _context().get_start_method() == "forkserver":
-        multiprocessing.forkserver.ensure_running()
-
-
 @dataclass(frozen=True)
 class _Job:
     key: str
@@ -136,7 +111,7 @@ class ScoringPool:
         self._executor = self._new_executor() if workers > 1 else None
 
     def _new_executor(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self._workers, mp_context=_context(), initializer=start_worker,
+        return ProcessPoolExecutor(max_workers=self._workers, mp_context=worker_context(), initializer=start_worker,
                                    initargs=(os.getpid(), self._workers))
 
     def submit(self, key: str, job: CaseJob) -> None:
