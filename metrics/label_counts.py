@@ -11,6 +11,7 @@ limits along ``limit_axis`` (the ground truth is never limited).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numba
@@ -158,6 +159,53 @@ def _tally(gt, pred, slot_lut, n_slots, limit_lo, limit_hi, limit_axis):
                 plane_boxes[v, i, 2] = min(plane_boxes[v, i, 2], low[i, v, s, 1])
                 plane_boxes[v, i, 3] = max(plane_boxes[v, i, 3], high[i, v, s, 1])
     return joint.sum(axis=0), boxes, planes, plane_boxes
+
+
+@numba.njit(cache=True, nogil=True)
+def _extents(volume, wanted, axis):
+    """Lowest and highest index along ``axis`` of each value ``v`` with ``wanted[v] >= 0`` (row
+    ``wanted[v]`` of the result; ``lo > hi`` when absent). Background is skipped eight voxels at a time."""
+    n0, n1, n2 = volume.shape
+    flat = volume.reshape(-1)
+    count = 0
+    for v in range(wanted.size):
+        if wanted[v] >= 0:
+            count += 1
+    extents = np.empty((count, 2), np.int64)
+    extents[:, 0] = np.iinfo(np.int64).max
+    extents[:, 1] = -1
+    words = flat.size // 8
+    source = flat[:words * 8].view(np.uint64)
+    for w in range(words + 1):
+        if w < words and source[w] == 0:
+            continue
+        for f in range(w * 8, min(w * 8 + 8, flat.size)):
+            v = flat[f]
+            if v >= wanted.size or wanted[v] < 0:
+                continue
+            coord = f // (n1 * n2) if axis == 0 else ((f // n2) % n1 if axis == 1 else f % n2)
+            row = wanted[v]
+            if coord < extents[row, 0]:
+                extents[row, 0] = coord
+            if coord > extents[row, 1]:
+                extents[row, 1] = coord
+    return extents
+
+
+def label_extents(volume: np.ndarray, labels: Sequence[int], axis: int) -> dict[int, tuple[int, int]]:
+    """``{label: (first, last)}`` index along ``axis`` of each of ``labels`` the volume holds.
+
+    One pass over a uint8 C-contiguous 3-D volume (what the esophagus rule needs: the ground
+    truth's slab of slices), without a mask per label.
+    """
+    if volume.ndim != 3 or volume.dtype != np.uint8 or not volume.flags.c_contiguous:
+        raise ValueError(f"label_extents needs a C-contiguous 3-D uint8 volume, got {volume.dtype} {volume.shape}")
+    possible = [int(label) for label in labels if 0 <= label < 256]  # no other value is in a uint8 volume
+    wanted = np.full(256, -1, np.int64)
+    wanted[possible] = np.arange(len(possible))
+    extents = _extents(volume, wanted, axis)
+    return {label: (int(extents[row, 0]), int(extents[row, 1])) for row, label in enumerate(possible)
+            if extents[row, 0] <= extents[row, 1]}
 
 
 def count_labels(

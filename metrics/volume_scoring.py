@@ -24,7 +24,7 @@ import numpy as np
 
 from metrics.corner_distances import nearest_distances, nearest_distances_near
 from metrics.empty_cases import DISTANCE_METRICS, empty_case_value
-from metrics.label_counts import LabelCounts, count_labels
+from metrics.label_counts import LabelCounts, count_labels, label_extents
 from metrics.lookup_tables import neighbour_code_to_measure
 from metrics.options import EmptyPolicy, OrganSpec
 from metrics.overlap import dice_from_counts
@@ -50,16 +50,12 @@ def _slot_lut(labels: Sequence[int], slots: Sequence[int] | None = None) -> np.n
 def _limits(gt: np.ndarray, organs: Sequence[OrganSpec], labels: Sequence[int],
             si_axis: int | None) -> dict[int, tuple[int, int]]:
     """Slab (first and last slice along the SI axis) of each restricted organ the ground truth holds."""
-    limits = {}
-    for slot, organ in enumerate(organs, start=1):
-        if not organ.restrict_to_gt_extent:
-            continue
-        assert si_axis is not None  # checked by check_si_axis
-        other = tuple(axis for axis in range(gt.ndim) if axis != si_axis)
-        present = np.flatnonzero((gt == labels[slot - 1]).any(axis=other))
-        if present.size:
-            limits[slot] = (int(present[0]), int(present[-1]))
-    return limits
+    restricted = {slot: labels[slot - 1] for slot, organ in enumerate(organs, start=1) if organ.restrict_to_gt_extent}
+    if not restricted:
+        return {}
+    assert si_axis is not None  # checked by check_si_axis
+    slabs = label_extents(gt, list(restricted.values()), si_axis)
+    return {slot: slabs[label] for slot, label in restricted.items() if label in slabs}
 
 
 def _union_box(boxes: np.ndarray, slots: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ from scipy.spatial import cKDTree
 
 from metrics import OrganSpec, score_case
 from metrics.corner_distances import Segments, nearest_distances, nearest_distances_near
-from metrics.label_counts import count_labels
+from metrics.label_counts import count_labels, label_extents
 from metrics.surface_metrics import sorted_area_percentile
 from metrics.surfaces import neighbourhood_codes
 from metrics.surfel_scan import scan_surfels
@@ -109,6 +109,23 @@ def test_counts_and_boxes_equal_numpys_in_any_shape(seed, labels, limit_axis, sp
                 np.testing.assert_array_equal(boxes[slot], [where.min(axis=0), where.max(axis=0)])
             else:
                 assert (boxes[slot, 0] > boxes[slot, 1]).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), axis=st.integers(0, 2), sparsity=st.sampled_from([0.0, 0.95, 0.999]))
+def test_label_extents_equal_numpys_along_any_axis(seed, axis, sparsity):
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(n) for n in rng.integers(1, 15, 3))
+    volume = np.where(rng.random(shape) < sparsity, 0, rng.integers(0, 6, shape)).astype(np.uint8)
+    labels = [1, 3, 5, 300]  # 300 cannot be in a uint8 volume
+    got = label_extents(volume, labels, axis)
+    other = tuple(a for a in range(3) if a != axis)
+    expected = {}
+    for label in labels[:3]:
+        present = np.flatnonzero((volume == label).any(axis=other))
+        if present.size:
+            expected[label] = (int(present[0]), int(present[-1]))
+    assert got == expected
 
 
 def test_scan_rescans_when_many_organs_meet_at_every_corner():
