@@ -31,8 +31,9 @@ from harness.imageio import PIXEL_DTYPES, Geometry, LabelVolume
 
 #: The most bytes a NIfTI header and its extensions may take before the voxels (its vox_offset).
 NIFTI_HEADER_ALLOWANCE = 1024**2
-#: Compressed bytes read from the file at a time.
+#: Compressed bytes read from the file at a time, and the most inflated bytes held beside the buffer.
 CHUNK_BYTES = 1 << 20
+PIECE_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ def voxel_layout(header, *, size_xyz: tuple[int, ...], itk_dtype: np.dtype) -> t
 def read_voxels(path: Path, *, offset: int, nbytes: int, case_id: str, role: Role = PREDICTION) -> np.ndarray:
     """Bytes [offset, offset + nbytes) of the inflated stream (uint8), which must end there (CRC checked).
 
-    Memory: the buffer plus one chunk; inflation stops one byte past what the header needs.
+    Memory: the buffer plus one compressed chunk and one inflated piece (PIECE_BYTES); inflation
+    stops one byte past what the header needs.
     """
     wanted = offset + nbytes
     lead = -offset % 64  # so that the voxels start on a cache line (word-wise kernels read them)
@@ -113,17 +115,19 @@ def read_voxels(path: Path, *, offset: int, nbytes: int, case_id: str, role: Rol
     inflater = zlib_ng.decompressobj(wbits=zlib_ng.MAX_WBITS | 16)
     begun = False  # the current member has been fed but has not ended
     pending = b""
+    at_end = False  # the file is read: what zlib still holds is drained with empty input
     with open(path, "rb") as handle:
         while True:
-            if not pending:
+            if not pending and not at_end:
                 pending = handle.read(CHUNK_BYTES)
-                if not pending:
-                    break
+                at_end = not pending
             try:
-                piece = inflater.decompress(pending, max(wanted - filled, 1))
+                piece = inflater.decompress(pending, min(max(wanted - filled, 1), PIECE_BYTES))
             except zlib_ng.error as exc:
                 raise CaseFailed(role.unreadable, f"case {case_id}: {role.name} {path} is not valid gzip: "
                                                   f"{exc}") from None
+            if at_end and not pending and not piece and not inflater.eof:
+                break  # nothing more will come
             begun = True
             if filled + len(piece) > wanted:
                 raise CaseFailed(role.too_large, f"case {case_id}: {role.name} {path} inflates past "
@@ -133,6 +137,8 @@ def read_voxels(path: Path, *, offset: int, nbytes: int, case_id: str, role: Rol
             if inflater.eof:  # a member ended, its CRC checked: another may follow
                 pending, begun = inflater.unused_data, False
                 inflater = zlib_ng.decompressobj(wbits=zlib_ng.MAX_WBITS | 16)
+                if at_end and not pending:
+                    break
             else:
                 pending = inflater.unconsumed_tail
     if filled < wanted or begun:

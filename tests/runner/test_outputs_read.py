@@ -107,6 +107,24 @@ def test_a_truncated_gzip_is_unreadable_not_read_as_garbage(tmp_path, keep):
     assert caught.value.kind == "unreadable_prediction" and "cut.nii.gz is truncated" in caught.value.message
 
 
+def test_a_prediction_spanning_many_chunks_and_pieces_reads_whole_or_not_at_all(tmp_path):
+    """Several MiB compressed (many reads) and more than one inflated piece (PIECE_BYTES)."""
+    from harness.scoring.nifti_gz import CHUNK_BYTES, PIECE_BYTES
+
+    voxels = np.random.default_rng(5).integers(0, 11, (80, 256, 1024)).astype(np.uint8)
+    assert voxels.nbytes > PIECE_BYTES
+    image = sitk.GetImageFromArray(voxels)
+    whole = tmp_path / "whole.nii.gz"
+    sitk.WriteImage(image, str(whole), useCompression=True)
+    assert whole.stat().st_size > 3 * CHUNK_BYTES
+    read = read_prediction(whole, case_id="img0042", reference=Geometry.of(image))
+    np.testing.assert_array_equal(read.voxels, voxels)
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(whole.read_bytes()[:-100])
+    with pytest.raises(CaseFailed, match="cut.nii.gz is truncated"):
+        read_prediction(cut, case_id="img0042", reference=Geometry.of(image))
+
+
 def test_broken_gzip_is_unreadable(tmp_path):
     broken = tmp_path / "out.nii.gz"
     broken.write_bytes(b"\x1f\x8b\x08\x00" + b"nonsense" * 10)
