@@ -269,13 +269,19 @@ class DaskExecutor:
 
         task = self._pending.pop(future)
         if future.status == "finished":
-            result = future.result()
+            try:
+                result = future.result()  # gathered from the scheduler now: it may have gone since the wait
+            except OSError:  # distributed's CommClosedError; a finished task's own errors are not raised here
+                raise self._lost_scheduler() from None
             if task.kind == "score":
                 return Completed(task.key, record=result)
             return Completed(task.key, containers=(result,) if task.kind == "case" else tuple(result))
         if future.status == "cancelled":
             raise self._lost_scheduler()
-        error = future.exception()
+        try:
+            error = future.exception()
+        except OSError:
+            raise self._lost_scheduler() from None
         if isinstance(error, KilledWorker):
             self._lost.append(f"{task.key}/{task.label}: {error}")
             return None
