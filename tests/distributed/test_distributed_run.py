@@ -58,15 +58,16 @@ def test_worker_killed_mid_run_its_task_is_retried_elsewhere(synthetic_root, ima
     killed = threading.Event()
 
     def kill_victim_once_its_container_runs():
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            running = docker_client.containers.list(filters={"label": f"org.a-eval.owner-pid={victim.pid}"})
-            if running:
-                os.kill(victim.pid, signal.SIGKILL)
-                victim.wait()  # reaped, as its parent (a nanny, a shell, the batch system) would
-                killed.set()
-                return
-            time.sleep(0.05)
+        # the engine's start event, not a poll: a short container on a loaded machine slips between polls
+        started = docker_client.events(decode=True, until=int(time.time()) + 90,
+                                       filters={"type": "container", "event": "start",
+                                                "label": f"org.a-eval.owner-pid={victim.pid}"})
+        for _ in started:
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.wait()  # reaped, as its parent (a nanny, a shell, the batch system) would
+            killed.set()
+            started.close()
+            return
 
     watcher = threading.Thread(target=kill_victim_once_its_container_runs, daemon=True)
     watcher.start()
