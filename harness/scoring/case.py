@@ -48,11 +48,14 @@ class CaseJob:
 
 def read_ground_truth(path: Path, *, case_id: str) -> LabelVolume:
     """The ground truth's voxels and grid: a .nii.gz read strictly (a truncated download fails the
-    case instead of scoring against stale memory, which ITK returns for it), anything else by ITK."""
+    case instead of scoring against stale memory, which ITK returns for it), a .nii's length checked
+    against its header first (ITK passes a cut one too), anything else by ITK."""
     if image_suffix(path) == ".nii.gz" and Path(path).is_file():
         volume = nifti_gz.read_volume(Path(path), case_id=case_id, role=nifti_gz.GROUND_TRUTH)
         if volume is not None:
             return volume
+    if image_suffix(path) == ".nii" and Path(path).is_file():
+        nifti_gz.check_uncompressed_length(Path(path), case_id=case_id, role=nifti_gz.GROUND_TRUTH)
     return LabelVolume.of(read_image(path, case_id=case_id, role="ground truth", kind=FailureKind.UNREADABLE_GROUND_TRUTH))
 
 

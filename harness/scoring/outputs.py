@@ -59,6 +59,8 @@ def read_prediction(path: Path, *, case_id: str, reference: Geometry | None = No
     suffix = image_suffix(path)
     header = _check_metaimage(path, case_id=case_id) if suffix in (".mha", ".mhd") else None
     nifti_header = nifti_gz.check_voxel_offset(path, case_id=case_id) if suffix == ".nii.gz" else None
+    if suffix == ".nii":
+        nifti_gz.check_uncompressed_length(path, case_id=case_id, role=nifti_gz.PREDICTION)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     if suffix in _IMAGE_IO:  # the suffix decides the format: no reader may claim the file by its content

@@ -50,6 +50,15 @@ def test_a_truncated_ground_truth_fails_its_case_instead_of_scoring_stale_memory
     assert "case c1: ground truth" in record["error"] and "gt.nii.gz is truncated" in record["error"]
 
 
+def test_a_truncated_uncompressed_ground_truth_fails_its_case(tmp_path):
+    whole = tmp_path / "whole.nii"
+    sitk.WriteImage(_labels(), str(whole))
+    cut = tmp_path / "gt.nii"
+    cut.write_bytes(whole.read_bytes()[:-1000])
+    record = score_files(_job(tmp_path, cut))
+    assert record["error_kind"] == "unreadable_ground_truth" and "gt.nii is truncated" in record["error"]
+
+
 def test_a_ground_truth_header_putting_its_voxels_a_gigabyte_in_is_refused(tmp_path):
     plain = tmp_path / "plain.nii"
     sitk.WriteImage(_labels(), str(plain))

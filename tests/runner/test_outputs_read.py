@@ -28,7 +28,7 @@ def _refused(path, kind, **options) -> str:
     return caught.value.message
 
 
-@pytest.mark.parametrize("name", ["out.mha", "out.mhd", "out.nii.gz", "out.tif", "out.nrrd"])
+@pytest.mark.parametrize("name", ["out.mha", "out.mhd", "out.nii.gz", "out.nii", "out.tif", "out.nrrd"])
 def test_an_honest_prediction_is_read_once_and_whole(tmp_path, name):
     image = labels()
     sitk.WriteImage(image, str(tmp_path / name), useCompression=True)
@@ -123,6 +123,21 @@ def test_a_prediction_spanning_many_chunks_and_pieces_reads_whole_or_not_at_all(
     cut.write_bytes(whole.read_bytes()[:-100])
     with pytest.raises(CaseFailed, match="cut.nii.gz is truncated"):
         read_prediction(cut, case_id="img0042", reference=Geometry.of(image))
+
+
+def test_a_truncated_uncompressed_nifti_is_unreadable_too(tmp_path):
+    """ITK reads a cut .nii without an error as well: its length is checked against its header."""
+    voxels = np.random.default_rng(6).integers(0, 5, (60, 70, 80)).astype(np.uint8)
+    image = sitk.GetImageFromArray(voxels)
+    whole = tmp_path / "whole.nii"
+    sitk.WriteImage(image, str(whole))
+    cut = tmp_path / "cut.nii"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 9 // 10])
+    assert sitk.ReadImage(str(cut)).GetSize() == (80, 70, 60)  # ITK itself says nothing
+    with pytest.raises(CaseFailed) as caught:
+        read_prediction(cut, case_id="img0042", reference=Geometry.of(image))
+    assert caught.value.kind == "unreadable_prediction"
+    assert "cut.nii is truncated: the file holds" in caught.value.message
 
 
 def test_broken_gzip_is_unreadable(tmp_path):
