@@ -126,13 +126,13 @@ class LabelMapping:
         if volume.size == 0:
             return volume.astype(np.uint8)
         from harness import label_lookup  # compiled kernels: only a process that maps volumes loads them
-        if volume.dtype == np.uint8 and volume.flags.c_contiguous:
+        if volume.dtype.isnative:
             mapped = np.empty(volume.shape, np.uint8)  # numpy's allocation: huge pages, a fraction of the faults
-            if label_lookup.lookup_bytes(volume.reshape(-1), self._byte_lut, UNDECLARED, mapped.reshape(-1)):
-                return mapped
-        elif volume.dtype.isnative:
-            mapped = np.empty(volume.shape, np.uint8)
-            if label_lookup.lookup(volume.reshape(-1), self.lut, UNDECLARED, mapped.reshape(-1)):
+            if volume.dtype == np.uint8 and volume.flags.c_contiguous:
+                clean = label_lookup.lookup_bytes(volume.reshape(-1), self._byte_lut, UNDECLARED, mapped.reshape(-1))
+            else:
+                clean = label_lookup.lookup(volume.reshape(-1), self.lut, UNDECLARED, mapped.reshape(-1))
+            if clean:
                 return mapped
         # something is wrong (or the byte order is foreign): find out what, and say it
         low, high = int(volume.min()), int(volume.max())

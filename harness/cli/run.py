@@ -49,9 +49,8 @@ def wants_distributed(args: argparse.Namespace) -> bool:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.progress import RunProgress
-    from harness.summary import results_table
-
     from harness.scoring.workers import start_early
+    from harness.summary import results_table
 
     request = run_request(args)
     if not wants_distributed(args):

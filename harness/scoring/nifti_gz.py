@@ -11,7 +11,8 @@ pixel type the caller has already checked against the reference); then the strea
 the header says, the gzip member must end right there (its CRC checked), and an empty member after
 it (bgzip's end block) is allowed. Anything else fails the case: a stream that ends early
 (truncated), one holding more than its grid needs (refused after one byte more), bad gzip. A
-header this module does not handle (scaled voxels, another layout) is left to ITK's reader.
+header this module does not handle (scaled voxels, another layout) is left to ITK's reader. An
+uncompressed .nii (which ITK also reads when cut short) only has its length checked here.
 """
 
 from __future__ import annotations
@@ -175,13 +176,19 @@ def read_volume(path: Path, *, case_id: str, role: Role) -> LabelVolume | None:
         return None  # e.g. non-orthonormal directions: the caller's reader has the fallback and the message
     if reader.GetNumberOfComponents() != 1 or reader.GetPixelID() not in PIXEL_DTYPES:
         return None
+    return read_checked(path, header, reader, case_id=case_id, role=role)
+
+
+def read_checked(path: Path, header, reader: sitk.ImageFileReader, *, case_id: str, role: Role) -> LabelVolume | None:
+    """The voxels of a .nii.gz whose headers the caller has read and checked (nibabel's `header`,
+    ITK's `reader` after ReadImageInformation, one scalar pixel type), inflated strictly; None when
+    they are for ITK to read (see :func:`voxel_layout`)."""
     size = tuple(reader.GetSize())
     layout = voxel_layout(header, size_xyz=size, itk_dtype=PIXEL_DTYPES[reader.GetPixelID()])
     if layout is None:
         return None
     return LabelVolume(voxels=read_array(path, layout, size_xyz=size, case_id=case_id, role=role),
-                       geometry=Geometry.of(reader),
-                       pixel_type=sitk.GetPixelIDValueAsString(reader.GetPixelID()))
+                       geometry=Geometry.of(reader), pixel_type=sitk.GetPixelIDValueAsString(reader.GetPixelID()))
 
 
 def check_uncompressed_length(path: Path, *, case_id: str, role: Role) -> None:

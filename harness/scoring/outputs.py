@@ -8,9 +8,9 @@ with a message that names the case, the file and what was wrong.
 
 A prediction is untrusted bytes: `read_prediction` reads its header only (our own parse for
 MetaImage, `ImageFileReader.ReadImageInformation` for every format), checks grid and pixel type,
-and only then reads the voxels, once. What a compressed file may make us inflate is bounded too:
-ITK inflates a .nii.gz up to the header's voxel offset and then exactly the bytes the checked grid
-needs (whatever follows is never inflated), so the one offset is checked before ITK reads anything.
+and only then reads the voxels, once. A .nii.gz is inflated by :mod:`harness.scoring.nifti_gz`
+(its voxel offset bounded before anything reads it, the stream required to end where the checked
+grid's voxels do); a .nii has its length checked against its header.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+
 import numpy as np
 import SimpleITK as sitk
 
@@ -26,8 +27,8 @@ from harness.imageio import PIXEL_DTYPES, Geometry, LabelVolume, image_suffix, r
 from harness.nifti_direction import is_nifti, is_orthonormal_error
 from harness.labelmap import LabelMapping
 from harness.runner.protocols import metaimage
-from harness.scoring import nifti_gz
 from harness.runner.protocols.metaimage import MetaHeader
+from harness.scoring import nifti_gz
 
 _INTEGER_PIXEL_TYPES = {
     sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16, sitk.sitkUInt32, sitk.sitkInt32,
@@ -84,11 +85,10 @@ def read_prediction(path: Path, *, case_id: str, reference: Geometry | None = No
     if header is not None and header.expected_bytes != voxel_bytes:
         raise CaseFailed(FailureKind.UNREADABLE_PREDICTION, f"case {case_id}: prediction {path}: the MetaImage header "
                          f"describes {header.expected_bytes} bytes of voxels, the reader {voxel_bytes}")
-    layout = nifti_gz.voxel_layout(nifti_header, size_xyz=tuple(reader.GetSize()),
-                                   itk_dtype=PIXEL_DTYPES[reader.GetPixelID()]) if nifti_header is not None else None
-    if layout is not None:  # inflated by us, strictly: ITK would pass a truncated stream
-        voxels = nifti_gz.read_array(path, layout, size_xyz=tuple(reader.GetSize()), case_id=case_id)
-        return LabelVolume(voxels=voxels, geometry=Geometry.of(reader), pixel_type=_pixel_type(reader))
+    if nifti_header is not None:  # inflated by us, strictly: ITK would pass a truncated stream
+        volume = nifti_gz.read_checked(path, nifti_header, reader, case_id=case_id, role=nifti_gz.PREDICTION)
+        if volume is not None:
+            return volume
     return LabelVolume.of(_execute(reader, path=path, case_id=case_id))
 
 
