@@ -34,7 +34,6 @@ from harness.results import failed_record
 from harness.scoring.case import CaseJob, score_files
 from harness.scoring.workers import worker_context
 from harness.taxonomy import load_taxonomy
-from metrics.parallel import share_cores
 
 #: prctl(2) option: the signal this process gets when its parent dies (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
@@ -65,6 +64,8 @@ def die_with(harness_pid: int) -> None:
 def start_worker(harness_pid: int, workers: int) -> None:
     """Worker initializer: die with the harness, and use this worker's share of the cores for the
     scoring kernels' threads (workers x threads = cores)."""
+    from metrics.parallel import share_cores  # numba: imported in workers only, never by the driver
+
     die_with(harness_pid)
     share_cores(workers)
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
+import metrics.case as metric_code
 from harness import label_lookup
 from harness.scoring import case as scoring_code
 
-__all__ = ["scoring_code", "load_compiled_machinery"]
+__all__ = ["metric_code", "scoring_code", "load_compiled_machinery"]
 
 
 def load_compiled_machinery() -> None:
