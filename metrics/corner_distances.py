@@ -37,9 +37,6 @@ import numpy as np
 
 from metrics.parallel import run_parallel
 
-#: First reach (mm) around compact queries within which targets are looked for (see
-#: :func:`nearest_distances_near`); grown four-fold for queries whose nearest target lies beyond.
-NEAR_REACH_MM = 8.0
 #: A row with at most this many queries compares each with every column instead of building the
 #: row's envelope (whose divisions cost about as much as this many plain comparisons per column).
 FEW_QUERIES_PER_ROW = 8
@@ -313,34 +310,3 @@ def nearest_distances(
     run_parallel(_nearest, targets.corners, targets.starts, targets.counts, targets.first_plane,
                  queries.corners, queries.starts, queries.counts, queries.offsets, queries.first_plane, dims[1], dims[2],
                  int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]), int(lo[2]), int(hi[2]), s0, s1, s2, out)
-
-
-def nearest_distances_near(
-    queries: Segments,
-    targets: Segments,
-    out: np.ndarray,
-    *,
-    corner_dims: Sequence[int],
-    spacing_mm: Sequence[float],
-    reach_mm: float = NEAR_REACH_MM,
-) -> None:
-    """:func:`nearest_distances` for compact queries among targets spread far beyond them.
-
-    Why: the ground truth's surfels against a speckled prediction. Only targets within the
-    queries' box grown by ``m_a`` corners per axis are considered; any other target is farther than
-    ``R = min_a(m_a * s_a)``, so answers ``<= R`` are final. While one is not, all are asked again
-    with four times the reach, until the grown box holds the whole grid (compact queries make a
-    repeat cheap, and the last, largest round dominates).
-    """
-    if queries.size == 0:
-        return
-    dims = np.array([int(n) for n in corner_dims], dtype=np.int64)
-    spacing = np.asarray(spacing_mm, dtype=np.float64)
-    box_lo, box_hi = corner_box(queries, dims)
-    while True:
-        grow = np.ceil(reach_mm / spacing).astype(np.int64)
-        lo, hi = np.maximum(box_lo - grow, 0), np.minimum(box_hi + grow, dims - 1)
-        nearest_distances(queries, targets, out, corner_dims=dims, spacing_mm=spacing, region=(lo, hi))
-        if (np.all(lo == 0) and np.all(hi == dims - 1)) or out[: queries.size].max() <= float(np.min(grow * spacing)):
-            return
-        reach_mm *= 4

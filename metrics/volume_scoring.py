@@ -22,10 +22,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from metrics.corner_distances import nearest_distances, nearest_distances_near
+from metrics.corner_distances import nearest_distances
 from metrics.empty_cases import DISTANCE_METRICS, empty_case_value
 from metrics.label_counts import LabelCounts, count_labels, label_extents
 from metrics.lookup_tables import neighbour_code_to_measure
+from metrics.near_distances import nearest_distances_near
 from metrics.options import EmptyPolicy, OrganSpec
 from metrics.overlap import dice_from_counts
 from metrics.proximity import axis_reach

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from scipy.spatial import cKDTree
 
 from metrics import OrganSpec, score_case
-from metrics.corner_distances import Segments, nearest_distances, nearest_distances_near
+from metrics.corner_distances import Segments, nearest_distances
+from metrics.near_distances import lattice_offsets, nearest_distances_near
 from metrics.label_counts import count_labels, label_extents
 from metrics.surface_metrics import sorted_area_percentile
 from metrics.surfaces import neighbourhood_codes
@@ -216,6 +217,50 @@ def test_near_distances_grow_their_reach_until_every_answer_is_proven():
     nearest_distances_near(queries, far, out, corner_dims=dims, spacing_mm=(1.0, 1.0, 1.0), reach_mm=1.0)
     expected, _ = cKDTree(np.array([[29, 39, 49], [28, 1, 0]])).query(np.array([[2, 2, 2], [3, 2, 4]]))
     np.testing.assert_allclose(out, expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), local_steps=st.sampled_from([0.0, 1.0, 2.0, 3.5]), near_share=st.floats(0, 1))
+def test_near_distances_walk_then_envelopes_equal_a_kd_tree(seed, local_steps, near_share):
+    """Targets next to some queries (answered by the lattice walk) and far from the others (left to
+    the envelopes): every distance is the KD-tree's, and nothing is written past the queries."""
+    rng = np.random.default_rng(seed)
+    dims = tuple(int(n) for n in rng.integers(3, 40, 3))
+    spacing = tuple(float(s) for s in rng.uniform(0.3, 3.0, 3))
+    size = int(np.prod(dims))
+    query_flat = np.unique(rng.choice(size, int(rng.integers(1, 300)), replace=True))
+    q_points = np.array(np.unravel_index(query_flat, dims)).T
+    close = q_points[rng.random(len(q_points)) < near_share]
+    close = np.clip(close + rng.integers(-2, 3, close.shape), 0, np.array(dims) - 1)
+    far = np.array(np.unravel_index(rng.choice(size, int(rng.integers(0, 8))), dims)).T
+    t_points = np.unique(np.concatenate([close, far]).reshape(-1, 3).astype(np.int64), axis=0)
+    out = np.full(len(query_flat) + 3, -7.0)
+    queries = _as_segments(query_flat, dims)
+    if len(t_points) == 0:
+        targets = Segments(np.empty(0, np.int64), np.zeros(dims[0], np.int64), np.zeros(dims[0], np.int64), 0,
+                           np.zeros(dims[0], np.int64))
+        nearest_distances_near(queries, targets, out, corner_dims=dims, spacing_mm=spacing, local_steps=local_steps)
+        assert np.all(np.isinf(out[: len(query_flat)]))
+    else:
+        targets = _as_segments(np.ravel_multi_index(tuple(t_points.T), dims), dims)
+        nearest_distances_near(queries, targets, out, corner_dims=dims, spacing_mm=spacing, local_steps=local_steps)
+        expected, _ = cKDTree(t_points * np.array(spacing)).query(q_points * np.array(spacing))
+        np.testing.assert_allclose(out[: len(query_flat)], expected, rtol=0, atol=1e-9)
+    assert np.all(out[len(query_flat):] == -7.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(spacing=st.tuples(*[st.floats(0.3, 3.0)] * 3), steps=st.floats(0.5, 3.0))
+def test_lattice_offsets_are_every_offset_within_the_reach_nearest_first(spacing, steps):
+    reach = steps * max(spacing)
+    offsets = lattice_offsets(spacing, reach)
+    span = [int(np.ceil(reach / s)) + 1 for s in spacing]
+    every = np.stack(np.meshgrid(*[np.arange(-n, n + 1) for n in span], indexing="ij"), axis=-1).reshape(-1, 3)
+    distance = np.sqrt(((every * np.array(spacing)) ** 2).sum(axis=1))
+    assert {tuple(o) for o in offsets} == {tuple(o) for o in every[distance <= reach * (1 - 1e-12)]} | (
+        {tuple(o) for o in offsets} & {tuple(o) for o in every[np.abs(distance - reach) <= reach * 1e-12]})
+    walked = np.sqrt(((offsets * np.array(spacing)) ** 2).sum(axis=1))
+    assert np.all(np.diff(walked) >= -1e-12) and tuple(offsets[0]) == (0, 0, 0)
 
 
 def test_nearest_distances_refuse_queries_outside_the_region():
