@@ -7,10 +7,11 @@ plausible prediction has a predicted surfel within a voxel or two, yet the envel
 512x512 liver, 3 M corners per call, 65 ms, whatever the distances). Here:
 
 1. the targets around the queries are marked in a bitmap, and each query tries the lattice
-   offsets within ``reach = LOCAL_STEPS x the largest spacing``, in order of increasing distance:
-   the first marked one is the nearest target (every offset no farther than the reach is tried, so
-   no target outside the list can be nearer), and its distance is computed from the integer
-   offset with the formula of :func:`metrics.corner_distances._offset_distance` (hence scipy's);
+   offsets within ``reach = LOCAL_STEPS x the largest spacing`` (at most MAX_WALK_OFFSETS), in
+   order of increasing distance: the first marked one is the nearest target (every offset nearer
+   than it was tried before it, so no target outside the list can be nearer), and its distance is
+   computed from the integer offset with the formula of
+   :func:`metrics.corner_distances._offset_distance` (hence scipy's);
 2. queries with no target within the reach go to the envelopes over a box grown four-fold until
    every answer is proven (any target outside a box grown by ``m_a`` corners per axis is farther
    than ``min_a(m_a * s_a)``).
@@ -36,6 +37,15 @@ NEAR_REACH_MM = 8.0
 #: 512x512 case); a query with no target that near pays the whole walk before the envelopes:
 #: 317 offsets at 0.8 x 0.8 x 2.5 mm, 589 at 0.7 x 0.7 x 3 mm, 33 at isotropic spacing.
 LOCAL_STEPS = 2.0
+#: The most offsets one query walks, whatever the spacing: a 10 x 0.3 x 0.3 mm grid has 37,000
+#: offsets within two steps of 10 mm, and a ground truth far from every predicted surfel would
+#: pay them all per surfel. Any nearest-first prefix of the offsets is still exact up to its last.
+MAX_WALK_OFFSETS = 1024
+#: Every this many queries are walked first, as a sample; the others are walked only if at least
+#: WALK_MIN_HIT_SHARE of the sample found a target. A ground truth far from every predicted surfel
+#: otherwise paid the whole walk per surfel before the envelopes (0.15-0.5 s for a large organ).
+WALK_SAMPLE_STRIDE = 64
+WALK_MIN_HIT_SHARE = 0.5
 
 
 @lru_cache(maxsize=32)
@@ -53,10 +63,36 @@ def lattice_offsets(spacing: tuple[float, float, float], reach_mm: float) -> np.
     return offsets
 
 
+def walk_offsets(spacing: tuple[float, float, float], steps: float) -> np.ndarray:
+    """The offsets a query walks: those within ``steps`` x the largest spacing, nearest first, at
+    most MAX_WALK_OFFSETS of them (a prefix, so a first hit is still the nearest target)."""
+    return lattice_offsets(spacing, float(steps * max(spacing)))[:MAX_WALK_OFFSETS]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _first_hit(z, y, x, bitmap, offsets, s0, s1, s2):
+    """Distance to the first marked corner among ``offsets`` around (z, y, x), or -1.0."""
+    n0, n1, n2 = bitmap.shape
+    for o in range(offsets.shape[0]):
+        a = z + offsets[o, 0]
+        b = y + offsets[o, 1]
+        c = x + offsets[o, 2]
+        if a < 0 or a >= n0 or b < 0 or b >= n1 or c < 0 or c >= n2:
+            continue
+        if bitmap[a, b, c]:
+            return _offset_distance(offsets[o, 0], offsets[o, 1], offsets[o, 2], s0, s1, s2)
+    return -1.0
+
+
 @numba.njit(cache=True, parallel=True, nogil=True)
 def _walk(targets, t_starts, t_counts, t_plane0, queries, q_starts, q_counts, q_offsets, c1, c2,
-          lo0, lo1, lo2, n0, n1, n2, offsets, s0, s1, s2, out):
-    """out[compact] = distance to the nearest target within the offsets, or -1.0 where none is."""
+          lo0, lo1, lo2, n0, n1, n2, offsets, s0, s1, s2, sample_stride, min_hit_share, out):
+    """out[compact] = distance to the nearest target within the offsets, or -1.0 where none is.
+
+    Every ``sample_stride``-th query is walked first; when fewer than ``min_hit_share`` of them
+    find a target, nothing is written and False is returned (the walk would mostly be paid in
+    vain: a prediction far from the ground truth).
+    """
     bitmap = np.zeros((n0, n1, n2), np.uint8)
     p_first = max(lo0 - t_plane0, 0)
     p_stop = min(lo0 + n0 - t_plane0, t_starts.size)
@@ -67,25 +103,23 @@ def _walk(targets, t_starts, t_counts, t_plane0, queries, q_starts, q_counts, q_
             x -= lo2
             if 0 <= y < n1 and 0 <= x < n2:
                 bitmap[z - lo0, y, x] = 1
-    m = offsets.shape[0]
+    tried = 0
+    hits = 0
+    for p in range(q_starts.size):
+        first = q_starts[p] + (-q_offsets[p]) % sample_stride  # compact indices divisible by the stride
+        for t in range(first, q_starts[p] + q_counts[p], sample_stride):
+            z, y, x = _decode(queries[t], c1, c2)
+            tried += 1
+            if _first_hit(z - lo0, y - lo1, x - lo2, bitmap, offsets, s0, s1, s2) >= 0:
+                hits += 1
+    if hits < min_hit_share * tried:
+        return False
     for p in numba.prange(q_starts.size):
         compact = q_offsets[p] - q_starts[p]
         for t in range(q_starts[p], q_starts[p] + q_counts[p]):
             z, y, x = _decode(queries[t], c1, c2)
-            z -= lo0
-            y -= lo1
-            x -= lo2
-            found = -1.0
-            for o in range(m):
-                a = z + offsets[o, 0]
-                b = y + offsets[o, 1]
-                c = x + offsets[o, 2]
-                if a < 0 or a >= n0 or b < 0 or b >= n1 or c < 0 or c >= n2:
-                    continue
-                if bitmap[a, b, c]:
-                    found = _offset_distance(offsets[o, 0], offsets[o, 1], offsets[o, 2], s0, s1, s2)
-                    break
-            out[compact + t] = found
+            out[compact + t] = _first_hit(z - lo0, y - lo1, x - lo2, bitmap, offsets, s0, s1, s2)
+    return True
 
 
 def _subset(queries: Segments, compact: np.ndarray) -> Segments:
@@ -130,19 +164,21 @@ def nearest_distances_near(
     spacing = np.asarray(spacing_mm, dtype=np.float64)
     left = queries
     if local_steps > 0:
-        offsets = lattice_offsets(tuple(float(s) for s in spacing), float(local_steps * spacing.max()))
+        offsets = walk_offsets(tuple(float(s) for s in spacing), local_steps)
         steps = np.abs(offsets).max(axis=0)
         box_lo, box_hi = corner_box(queries, dims)
         lo, hi = np.maximum(box_lo - steps, 0), np.minimum(box_hi + steps, dims - 1)
         n = hi - lo + 1
-        run_parallel(_walk, targets.corners, targets.starts, targets.counts, targets.first_plane, queries.corners,
-                     queries.starts, queries.counts, queries.offsets, int(dims[1]), int(dims[2]), int(lo[0]),
-                     int(lo[1]), int(lo[2]), int(n[0]), int(n[1]), int(n[2]), offsets, float(spacing[0]),
-                     float(spacing[1]), float(spacing[2]), out)
-        unresolved = np.flatnonzero(out[: queries.size] < 0)
-        if unresolved.size == 0:
-            return
-        left = _subset(queries, unresolved)
+        walked = run_parallel(_walk, targets.corners, targets.starts, targets.counts, targets.first_plane,
+                              queries.corners, queries.starts, queries.counts, queries.offsets, int(dims[1]),
+                              int(dims[2]), int(lo[0]), int(lo[1]), int(lo[2]), int(n[0]), int(n[1]), int(n[2]),
+                              offsets, float(spacing[0]), float(spacing[1]), float(spacing[2]), WALK_SAMPLE_STRIDE,
+                              WALK_MIN_HIT_SHARE, out)
+        if walked:
+            unresolved = np.flatnonzero(out[: queries.size] < 0)
+            if unresolved.size == 0:
+                return
+            left = _subset(queries, unresolved)
     rest = np.empty(left.size)
     _envelopes_growing(left, targets, rest, dims, spacing, reach_mm)
     if left is queries:

@@ -15,7 +15,7 @@ from scipy.spatial import cKDTree
 
 from metrics import OrganSpec, score_case
 from metrics.corner_distances import Segments, nearest_distances
-from metrics.near_distances import lattice_offsets, nearest_distances_near
+from metrics.near_distances import MAX_WALK_OFFSETS, lattice_offsets, nearest_distances_near, walk_offsets
 from metrics.label_counts import count_labels, label_extents
 from metrics.surface_metrics import sorted_area_percentile
 from metrics.surfaces import neighbourhood_codes
@@ -220,7 +220,7 @@ def test_near_distances_grow_their_reach_until_every_answer_is_proven():
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), local_steps=st.sampled_from([0.0, 1.0, 2.0, 3.5]), near_share=st.floats(0, 1))
+@given(seed=st.integers(0, 2**32 - 1), local_steps=st.sampled_from([0.0, 1.0, 2.0, 3.5, 6.0]), near_share=st.floats(0, 1))
 def test_near_distances_walk_then_envelopes_equal_a_kd_tree(seed, local_steps, near_share):
     """Targets next to some queries (answered by the lattice walk) and far from the others (left to
     the envelopes): every distance is the KD-tree's, and nothing is written past the queries."""
@@ -261,6 +261,42 @@ def test_lattice_offsets_are_every_offset_within_the_reach_nearest_first(spacing
         {tuple(o) for o in offsets} & {tuple(o) for o in every[np.abs(distance - reach) <= reach * 1e-12]})
     walked = np.sqrt(((offsets * np.array(spacing)) ** 2).sum(axis=1))
     assert np.all(np.diff(walked) >= -1e-12) and tuple(offsets[0]) == (0, 0, 0)
+
+
+def test_a_walk_is_capped_whatever_the_spacing_and_stays_a_nearest_first_prefix():
+    spacing = (10.0, 0.3, 0.3)
+    assert len(lattice_offsets(spacing, 20.0)) > 30_000
+    walked = walk_offsets(spacing, 2.0)
+    assert len(walked) == MAX_WALK_OFFSETS
+    every = lattice_offsets(spacing, 20.0)
+    distance = np.sqrt(((every * np.array(spacing)) ** 2).sum(axis=1))
+    last = np.sqrt(((walked[-1] * np.array(spacing)) ** 2).sum())
+    nearer = {tuple(o) for o in every[distance < last - 1e-9]}
+    assert nearer and nearer <= {tuple(o) for o in walked}  # nothing nearer than the last was left out
+
+
+@pytest.mark.parametrize("near", [True, False])
+def test_the_walk_is_skipped_when_its_sample_mostly_finds_nothing(near):
+    """Far targets: the kernel writes nothing and says so (the envelopes answer); near ones: walked."""
+    from metrics.near_distances import WALK_MIN_HIT_SHARE, WALK_SAMPLE_STRIDE, _walk
+
+    dims = (20, 30, 30)
+    query_flat = np.ravel_multi_index(np.nonzero(np.ones((3, 10, 10), bool)), dims) + 5 * 900 + 5 * 30 + 5
+    target_flat = query_flat + 30 if near else np.array([np.ravel_multi_index((19, 29, 29), dims)])
+    queries, targets = _as_segments(query_flat, dims), _as_segments(target_flat, dims)
+    offsets = walk_offsets((1.0, 1.0, 1.0), 2.0)
+    out = np.full(queries.size, -7.0)
+    walked = _walk(targets.corners, targets.starts, targets.counts, 0, queries.corners, queries.starts, queries.counts,
+                   queries.offsets, 30, 30, 3, 3, 3, 9, 16, 16, offsets, 1.0, 1.0, 1.0, WALK_SAMPLE_STRIDE,
+                   WALK_MIN_HIT_SHARE, out)
+    assert walked == near
+    if near:  # rows 6-14 hold a target at the query itself, row 5 one row on
+        expected, _ = cKDTree(np.array(np.unravel_index(target_flat, dims)).T).query(
+            np.array(np.unravel_index(query_flat, dims)).T)
+        np.testing.assert_array_equal(out, expected)
+        assert set(np.unique(out)) == {0.0, 1.0}
+    else:
+        assert np.all(out == -7.0)
 
 
 def test_nearest_distances_refuse_queries_outside_the_region():
