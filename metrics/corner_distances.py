@@ -139,7 +139,7 @@ def _nearest(targets, t_starts, t_counts, t_plane0, queries, q_starts, q_counts,
         found += 1
         b_lo1 = min(b_lo1, y); b_hi1 = max(b_hi1, y); b_lo2 = min(b_lo2, x); b_hi2 = max(b_hi2, x)
     if found == 0:
-        out[:] = inf
+        out[: q_counts.sum()] = inf  # the queries' distances only: out may be a longer shared buffer
         return
     n_a = hi0 - lo0 + 1
     n_b = b_hi1 - b_lo1 + 1

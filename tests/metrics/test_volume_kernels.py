@@ -201,12 +201,12 @@ def test_nearest_distances_equal_a_kd_tree(seed, compact_targets, regional):
         t_points = t_points[np.all((t_points >= region[0]) & (t_points <= region[1]), axis=1)]
     out = np.full(queries.size + 3, -7.0)
     nearest_distances(queries, targets, out, corner_dims=dims, spacing_mm=spacing, region=region)
+    assert np.all(out[queries.size:] == -7.0)  # nothing written past the queries, with or without targets
     if len(t_points) == 0:
         assert np.all(np.isinf(out[: queries.size]))
         return
     expected, _ = cKDTree(t_points * np.array(spacing)).query(q_points * np.array(spacing))
     np.testing.assert_allclose(out[: queries.size], expected, rtol=0, atol=1e-9)
-    assert np.all(out[queries.size:] == -7.0)  # nothing written past the queries
 
 
 def test_near_distances_grow_their_reach_until_every_answer_is_proven():
