@@ -131,16 +131,34 @@ def _subset(queries: Segments, compact: np.ndarray) -> Segments:
     return Segments(queries.corners[positions[compact]], starts, counts, queries.first_plane, starts.copy())
 
 
+def _grown_box(box: tuple[np.ndarray, np.ndarray], grow: np.ndarray, dims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The corner box grown by ``grow`` corners per axis, inside the grid."""
+    return np.maximum(box[0] - grow, 0), np.minimum(box[1] + grow, dims - 1)
+
+
 def _envelopes_growing(queries: Segments, targets: Segments, out: np.ndarray, dims: np.ndarray,
                        spacing: np.ndarray, reach_mm: float) -> None:
-    box_lo, box_hi = corner_box(queries, dims)
+    box = corner_box(queries, dims)
     while True:
         grow = np.ceil(reach_mm / spacing).astype(np.int64)
-        lo, hi = np.maximum(box_lo - grow, 0), np.minimum(box_hi + grow, dims - 1)
+        lo, hi = _grown_box(box, grow, dims)
         nearest_distances(queries, targets, out, corner_dims=dims, spacing_mm=spacing, region=(lo, hi))
         if (np.all(lo == 0) and np.all(hi == dims - 1)) or out[: queries.size].max() <= float(np.min(grow * spacing)):
             return
         reach_mm *= 4
+
+
+def _walk_first(queries: Segments, targets: Segments, out: np.ndarray, dims: np.ndarray, spacing: np.ndarray,
+                local_steps: float) -> bool:
+    """The lattice walk of every query into ``out`` (-1.0 where it found nothing); False, with
+    nothing written, when its sample said the walk would mostly be in vain."""
+    offsets = walk_offsets(tuple(float(s) for s in spacing), local_steps)
+    lo, hi = _grown_box(corner_box(queries, dims), np.abs(offsets).max(axis=0), dims)
+    n = hi - lo + 1
+    return run_parallel(_walk, targets.corners, targets.starts, targets.counts, targets.first_plane, queries.corners,
+                        queries.starts, queries.counts, queries.offsets, int(dims[1]), int(dims[2]), int(lo[0]),
+                        int(lo[1]), int(lo[2]), int(n[0]), int(n[1]), int(n[2]), offsets, float(spacing[0]),
+                        float(spacing[1]), float(spacing[2]), WALK_SAMPLE_STRIDE, WALK_MIN_HIT_SHARE, out)
 
 
 def nearest_distances_near(
@@ -162,26 +180,11 @@ def nearest_distances_near(
         return
     dims = np.array([int(n) for n in corner_dims], dtype=np.int64)
     spacing = np.asarray(spacing_mm, dtype=np.float64)
-    left = queries
-    if local_steps > 0:
-        offsets = walk_offsets(tuple(float(s) for s in spacing), local_steps)
-        steps = np.abs(offsets).max(axis=0)
-        box_lo, box_hi = corner_box(queries, dims)
-        lo, hi = np.maximum(box_lo - steps, 0), np.minimum(box_hi + steps, dims - 1)
-        n = hi - lo + 1
-        walked = run_parallel(_walk, targets.corners, targets.starts, targets.counts, targets.first_plane,
-                              queries.corners, queries.starts, queries.counts, queries.offsets, int(dims[1]),
-                              int(dims[2]), int(lo[0]), int(lo[1]), int(lo[2]), int(n[0]), int(n[1]), int(n[2]),
-                              offsets, float(spacing[0]), float(spacing[1]), float(spacing[2]), WALK_SAMPLE_STRIDE,
-                              WALK_MIN_HIT_SHARE, out)
-        if walked:
-            unresolved = np.flatnonzero(out[: queries.size] < 0)
-            if unresolved.size == 0:
-                return
-            left = _subset(queries, unresolved)
-    rest = np.empty(left.size)
-    _envelopes_growing(left, targets, rest, dims, spacing, reach_mm)
-    if left is queries:
-        out[: queries.size] = rest
-    else:
-        out[unresolved] = rest
+    if local_steps > 0 and _walk_first(queries, targets, out, dims, spacing, local_steps):
+        unresolved = np.flatnonzero(out[: queries.size] < 0)
+        if unresolved.size:
+            rest = np.empty(unresolved.size)
+            _envelopes_growing(_subset(queries, unresolved), targets, rest, dims, spacing, reach_mm)
+            out[unresolved] = rest
+        return
+    _envelopes_growing(queries, targets, out, dims, spacing, reach_mm)
