@@ -59,7 +59,8 @@ def _header(path: Path, *, case_id: str, role: Role, compressed: bool = True):
         with (gzip.open(path, "rb") if compressed else open(path, "rb")) as stream:
             head = stream.read(nib.Nifti2Header.sizeof_hdr)
     except (OSError, EOFError, zlib.error) as exc:
-        raise CaseFailed(role.unreadable, f"case {case_id}: {role.name} {path} is not valid gzip: {exc}") from None
+        problem = "is not valid gzip" if compressed else "could not be read"
+        raise CaseFailed(role.unreadable, f"case {case_id}: {role.name} {path} {problem}: {exc}") from None
     sizes = {int.from_bytes(head[:4], order) for order in ("little", "big")}  # sizeof_hdr, in either byte order
     header_class = next((cls for cls in (nib.Nifti1Header, nib.Nifti2Header) if cls.sizeof_hdr in sizes), None)
     if header_class is None or len(head) < header_class.sizeof_hdr:
