@@ -52,20 +52,22 @@ def test_local_cluster_runs_like_a_local_run(synthetic_root, example_images, loc
 
 def test_worker_killed_mid_run_its_task_is_retried_elsewhere(synthetic_root, image_tarball, local_reference, tmp_path,
                                                            local_dask, docker_client, capsys):
+    """The victim is the only worker until its first container starts, so it surely runs one; it is then
+    killed and the survivor joins: the killed task (and all the others) finish there."""
     victim = local_dask.start_worker("victim")
-    local_dask.start_worker("survivor")
-    survivor = local_dask.wait_for("survivor")
     killed = threading.Event()
+    # subscribed before the run starts (the engine's start event, not a poll: a short container on a
+    # loaded machine slips between polls, and a subscription made late misses the start)
+    started = docker_client.events(decode=True, until=int(time.time()) + 120,
+                                   filters={"type": "container", "event": "start",
+                                            "label": f"org.a-eval.owner-pid={victim.pid}"})
 
     def kill_victim_once_its_container_runs():
-        # the engine's start event, not a poll: a short container on a loaded machine slips between polls
-        started = docker_client.events(decode=True, until=int(time.time()) + 90,
-                                       filters={"type": "container", "event": "start",
-                                                "label": f"org.a-eval.owner-pid={victim.pid}"})
         for _ in started:
             os.kill(victim.pid, signal.SIGKILL)
             victim.wait()  # reaped, as its parent (a nanny, a shell, the batch system) would
             killed.set()
+            local_dask.start_worker("survivor", wait=False)
             started.close()
             return
 
@@ -79,7 +81,7 @@ def test_worker_killed_mid_run_its_task_is_retried_elsewhere(synthetic_root, ima
     assert code == 0
     results = _results(out)
     assert_same_as_local(results, local_reference)
-    assert _workers_used(results) == {survivor}
+    assert _workers_used(results) == {local_dask.wait_for("survivor")}
     # the killed worker's container does not outlive it: the survivor's next task removed it
     assert not docker_client.containers.list(all=True, filters={"label": f"org.a-eval.owner-pid={victim.pid}"})
 
