@@ -32,6 +32,7 @@ from typing import Callable
 from harness.processes import pid_alive
 from harness.results import failed_record
 from harness.scoring.case import CaseJob, score_files
+from harness.scoring.worker_memory import keep_freed_memory
 from harness.scoring.workers import worker_context
 from harness.taxonomy import load_taxonomy
 
@@ -62,12 +63,13 @@ def die_with(harness_pid: int) -> None:
 
 
 def start_worker(harness_pid: int, workers: int) -> None:
-    """Worker initializer: die with the harness, and use this worker's share of the cores for the
-    scoring kernels' threads (workers x threads = cores)."""
+    """Worker initializer: die with the harness, use this worker's share of the cores for the
+    scoring kernels' threads (workers x threads = cores), and keep freed memory for the next case."""
     from metrics.parallel import share_cores  # numba: imported in workers only, never by the driver
 
     die_with(harness_pid)
     share_cores(workers)
+    keep_freed_memory()
 
 
 def _watch(harness_pid: int, pidfd: int | None) -> None:
