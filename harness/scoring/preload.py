@@ -12,9 +12,10 @@ The forkserver's preloading is the start-up's critical path (the first case wait
 - what it holds is then frozen (``gc.freeze``): a worker's collections never walk the inherited
   objects, so they neither cost it time nor copy the forkserver's pages into it (copy-on-write);
 - the taxonomy every record names its organs from is loaded (and schema-checked) once, here;
-- numba's BLAS probe is skipped: at the machinery's first load numba imports scipy.linalg just to
-  learn whether ``np.dot`` can be compiled (0.2-0.3 s, scipy's array-API layer with it), and no
-  scoring kernel calls a BLAS function.
+- numba's BLAS probe is skipped: at the machinery's first load numba imports scipy.linalg (0.2-0.3
+  s, scipy's array-API layer with it) only to choose how np.correlate and np.convolve take inner
+  products (BLAS or a loop); np.dot and np.linalg import scipy themselves when a kernel that calls
+  them is compiled, and no scoring kernel calls any of them.
 """
 
 from __future__ import annotations
