@@ -23,11 +23,8 @@ print(json.dumps(state))
 """
 
 
-def _run(code: str, **env: str) -> str:
-    import os
-
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, **env})
+def _run(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()[-1]
 

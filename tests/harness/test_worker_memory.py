@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import subprocess
 import sys
 import textwrap
@@ -34,25 +35,29 @@ try:
 except (OSError, AttributeError):
     pytest.skip("needs glibc's mallinfo2 (glibc >= 2.33)", allow_module_level=True)
 
-#: What a process sees after a 64 MiB array was allocated, touched and freed.
-PROBE = textwrap.dedent("""
-    import json, sys
+def large_block_figures() -> dict[str, dict[str, int]]:
+    """The heap figures before, during and after a 64 MiB array is allocated, touched and freed here."""
     import numpy as np
-    from tests.harness.test_worker_memory import _mallinfo2
-    from harness.scoring.worker_memory import keep_freed_memory
-    if sys.argv[1] == "keep":
-        assert keep_freed_memory()
+
     before = _mallinfo2()
     block = np.ones(64 * 1024**2, np.uint8)
     during = _mallinfo2()
     del block
-    print(json.dumps({"before": before, "during": during, "after": _mallinfo2()}))
+    return {"before": before, "during": during, "after": _mallinfo2()}
+
+
+#: A fresh process's figures, with its freed memory kept (argument "keep") or glibc's defaults.
+PROBE = textwrap.dedent("""
+    import json, sys
+    from tests.harness.test_worker_memory import large_block_figures
+    from harness.scoring.worker_memory import keep_freed_memory
+    if sys.argv[1] == "keep":
+        assert keep_freed_memory()
+    print(json.dumps(large_block_figures()))
 """)
 
 
 def _probe(mode: str) -> dict:
-    import json
-
     done = subprocess.run([sys.executable, "-c", PROBE, mode], cwd=REPO, capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
 
@@ -75,14 +80,8 @@ def _grown(figures: dict, when: str, field: str) -> int:
 
 
 def heap_after_a_large_block(job: CaseJob) -> dict:
-    """Run in a pool worker: the heap figures after a 64 MiB block was allocated and freed there."""
-    import numpy as np
-
-    before = _mallinfo2()
-    block = np.ones(64 * 1024**2, np.uint8)
-    during = _mallinfo2()
-    del block
-    return {"case_id": job.case_id, "before": before, "during": during, "after": _mallinfo2()}
+    """Run in a pool worker as its scoring function: the worker's large-block figures."""
+    return {"case_id": job.case_id, **large_block_figures()}
 
 
 def test_pool_workers_keep_freed_memory(tmp_path):
